@@ -1,0 +1,337 @@
+"""One typed, frozen config object, built once from a YAML file and passed down.
+
+    kafka:   {bootstrap_servers, topic_prefix, replication_factor}
+    worker:  {web_port, data_dir, ...}
+    sources: [{name, provider, base_url, <provider keys>, poll_interval, lookback, reconcile_interval}]
+
+``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) in any string value is replaced
+from the environment; secrets belong there. ``MAILPULSE_KAFKA_BOOTSTRAP``
+overrides ``kafka.bootstrap_servers``. Everything is validated before anything
+connects, and a bad file fails with one line naming the file and the key.
+Secret fields are ``SecretStr``: masked in ``repr()``, logs and errors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mailpulse.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "KafkaConfig",
+    "WorkerConfig",
+    "SourceConfig",
+    "SmartCQSource",
+    "SMTPeterSource",
+    "SMTPeterSelector",
+    "SuperSendSource",
+    "SmarterSendsSource",
+    "load_config",
+    "parse_duration",
+    "CONFIG_ENV",
+    "BOOTSTRAP_ENV",
+]
+
+CONFIG_ENV = "MAILPULSE_CONFIG"
+BOOTSTRAP_ENV = "MAILPULSE_KAFKA_BOOTSTRAP"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> timedelta:
+    """``"500ms"``, ``"60s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"2w"`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 15m, 7d")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+_URL = re.compile(r"^https?://[^\s/?#]+(:\d+)?(/[^\s?#]*)?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaConfig(_Model):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    #: Prepended to every topic and consumer-group name: lets several
+    #: deployments (or test runs) share one cluster.
+    topic_prefix: str = ""
+    #: Replication factor for topics mailpulse creates; None: min(3, brokers).
+    replication_factor: int | None = Field(default=None, ge=1)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        for part in value.split(","):
+            host, _, port = part.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
+            raise ValueError("may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+
+class WorkerConfig(_Model):
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    #: Host the query API binds to.
+    web_host: str = "0.0.0.0"
+    data_dir: Path = Path("./var/worker")
+    #: RocksDB block cache per table partition, in MiB (Faust's default is 2 GiB).
+    rocksdb_block_cache_mb: int = Field(default=8, ge=1)
+    #: RocksDB write buffer per table partition, in MiB.
+    rocksdb_write_buffer_mb: int = Field(default=4, ge=1)
+
+
+class _SourceBase(_Model):
+    #: Unique per file; the account part of every key, so no ':' or '/'.
+    name: str = Field(max_length=64)
+    base_url: str
+    poll_interval: Duration = timedelta(seconds=60)
+    lookback: Duration = timedelta(days=7)
+    reconcile_interval: Duration = timedelta(minutes=15)
+    #: HTTP request timeout.
+    timeout: Duration = timedelta(seconds=30)
+    #: Retries of one request on connect errors, timeouts, 408, 429 and 5xx.
+    max_retries: int = Field(default=5, ge=0, le=20)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError(f"{value!r} may hold only letters, digits, '.', '_' and '-' (it becomes part of every key)")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not _URL.match(value):
+            raise ValueError(f"expected an http(s) URL such as https://api.example.com, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("poll_interval", "reconcile_interval", "timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be greater than zero")
+        return value
+
+
+class SmartCQSource(_SourceBase):
+    provider: Literal["smartcq"]
+    api_key: SecretStr
+
+
+class SMTPeterSelector(_Model):
+    """One of ``{tags: [a, b]}`` or ``{template: ID}``."""
+
+    tags: list[str] | None = None
+    #: YAML reads a numeric template id as an int; it is an opaque id.
+    template: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "SMTPeterSelector":
+        if (self.tags is None) == (self.template is None):
+            raise ValueError("give exactly one of 'tags' (a list) or 'template' (an id)")
+        if self.tags is not None and (not self.tags or any(not t or ";" in t for t in self.tags)):
+            raise ValueError("'tags' must be a non-empty list of tags without ';'")
+        return self
+
+    @property
+    def campaign_id(self) -> str:
+        return f"tags:{';'.join(self.tags)}" if self.tags else f"template:{self.template}"
+
+
+class SMTPeterSource(_SourceBase):
+    provider: Literal["smtpeter"]
+    access_token: SecretStr
+    selectors: list[SMTPeterSelector] = Field(min_length=1)
+
+
+class SuperSendSource(_SourceBase):
+    provider: Literal["supersend"]
+    api_key: SecretStr
+    team_id: str | None = None
+    channels: list[str] = Field(default_factory=lambda: ["email"], min_length=1)
+
+
+class SmarterSendsSource(_SourceBase):
+    provider: Literal["smartersends"]
+    api_key: SecretStr
+
+
+SourceConfig = Annotated[
+    Union[SmartCQSource, SMTPeterSource, SuperSendSource, SmarterSendsSource],
+    Field(discriminator="provider"),
+]
+
+
+class Config(_Model):
+    kafka: KafkaConfig = KafkaConfig()
+    worker: WorkerConfig = WorkerConfig()
+    sources: list[SourceConfig] = Field(default_factory=list)
+    #: The file it was read from, for messages.
+    path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for s in sources:
+            if s.name in seen:
+                raise ValueError(f"source name {s.name!r} is used twice; names must be unique")
+            seen.add(s.name)
+        return sources
+
+    def source(self, name: str) -> Any:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise ConfigError(f"{self.path}: no source named {name!r} (configured: {known})")
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, path: str, env: Mapping_) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, _join(path, str(k)), env) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def replace(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            value = env.get(name)
+            if value is None or value == "":
+                if default is not None:
+                    return default
+                raise _KeyProblem(path, f"environment variable {name} is not set")
+            return value
+
+        return _ENV_REF.sub(replace, node)
+    return node
+
+
+Mapping_ = Any  # os.environ or a plain dict
+
+
+class _KeyProblem(Exception):
+    def __init__(self, key: str, problem: str) -> None:
+        self.key, self.problem = key, problem
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _loc(loc: tuple[Any, ...], data: Any) -> str:
+    """Pydantic's error location as the user wrote it: ``sources[0].api_key``."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        # The discriminated union puts the provider tag in the path: skip it.
+        if isinstance(node, dict) and part not in node and node.get("provider") == part:
+            continue
+        out = _join(out, str(part))
+        node = node.get(part) if isinstance(node, dict) else None
+    return out or "(top level)"
+
+
+def _message(err: dict[str, Any]) -> str:
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix) :]
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    if err["type"] == "missing":
+        return "required key is missing"
+    if err["type"] == "union_tag_invalid":
+        return f"unknown provider {err.get('input')!r}: expected one of smartcq, smtpeter, supersend, smartersends"
+    if err["type"] == "union_tag_not_found":
+        return "required key 'provider' is missing"
+    return msg
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping_ | None = None) -> Config:
+    """Read, interpolate and validate the config; raise ``ConfigError`` with one clear line."""
+    env = os.environ if env is None else env
+    raw_path = path if path is not None else env.get(CONFIG_ENV)
+    if not raw_path:
+        raise ConfigError(f"no config file: pass --config PATH or set {CONFIG_ENV}")
+    file = Path(raw_path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{file}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping with kafka, worker and sources")
+    try:
+        data = _interpolate(data, "", env)
+    except _KeyProblem as p:
+        raise ConfigError(f"{file}: {p.key}: {p.problem}") from None
+    override = env.get(BOOTSTRAP_ENV)
+    if override:
+        data.setdefault("kafka", {})
+        if isinstance(data["kafka"], dict):
+            data["kafka"] = {**data["kafka"], "bootstrap_servers": override}
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        # Re-read the error with its input only for the provider tag, never echoing values.
+        if first["type"] == "union_tag_invalid":
+            first = exc.errors(include_url=False)[0]
+            first["input"] = first.get("ctx", {}).get("tag")
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(f"{file}: {_loc(first['loc'], data)}: {_message(first)}{suffix}") from None
+    return config.model_copy(update={"path": file})
