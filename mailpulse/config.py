@@ -37,6 +37,7 @@ __all__ = [
     "Config",
     "KafkaConfig",
     "WorkerConfig",
+    "ConnectConfig",
     "SourceConfig",
     "SmartCQSource",
     "SMTPeterSource",
@@ -111,6 +112,15 @@ class WorkerConfig(_Model):
     rocksdb_block_cache_mb: int = Field(default=8, ge=1)
     #: RocksDB write buffer per table partition, in MiB.
     rocksdb_write_buffer_mb: int = Field(default=4, ge=1)
+
+
+class ConnectConfig(_Model):
+    """``mailpulse connect``: the pollers' process."""
+
+    #: Port of the pollers' Prometheus /metrics endpoint (0 disables it).
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    #: Events per Kafka transaction (one transaction also carries the cursor).
+    batch_size: int = Field(default=5000, ge=1)
 
 
 class _SourceBase(_Model):
@@ -199,6 +209,7 @@ SourceConfig = Annotated[
 class Config(_Model):
     kafka: KafkaConfig = KafkaConfig()
     worker: WorkerConfig = WorkerConfig()
+    connect: ConnectConfig = ConnectConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
     #: The file it was read from, for messages.
     path: Path | None = Field(default=None, exclude=True)
