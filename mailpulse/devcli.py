@@ -1,0 +1,171 @@
+"""``mailpulse dev ...``: the local development loop.
+
+    mailpulse dev kafka start|stop|status   a real local Kafka broker, no Docker
+    mailpulse dev up                         Kafka, topics, simulators, pollers and the worker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+from mailpulse.config import BOOTSTRAP_ENV, load_config
+from mailpulse.devkafka import LocalKafka, broker_answers
+
+__all__ = ["register"]
+
+DEFAULT_STATE_DIR = Path(os.environ.get("MAILPULSE_STATE_DIR", "./var"))
+DEV_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "dev.yaml"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    dev = subparsers.add_parser("dev", help="local development: Kafka, the whole pipeline")
+    sub = dev.add_subparsers(dest="dev_command", required=True, metavar="ACTION")
+
+    kafka = sub.add_parser("kafka", help="a real local Kafka broker (assembled from Maven Central)")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    _kafka_args(kafka)
+    kafka.set_defaults(func=_kafka)
+
+    up = sub.add_parser("up", help="run Kafka, topics, simulators, pollers and the worker until Ctrl-C")
+    up.add_argument("--config", default=str(DEV_CONFIG), help="config file (default examples/dev.yaml)")
+    up.add_argument("--size", type=int, default=2000, help="simulated messages per provider")
+    up.add_argument("--no-simulate", action="store_true", help="poll the configured base_urls, start no simulators")
+    up.add_argument("--keep-kafka", action="store_true", help="leave the local broker running on exit")
+    _kafka_args(up)
+    up.set_defaults(func=_up)
+
+
+def _kafka_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=9092, help="broker port (controller: port+1)")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR / "kafka")
+
+
+def _launcher(args: argparse.Namespace) -> LocalKafka:
+    return LocalKafka(state_dir=args.state_dir, port=args.port, controller_port=args.port + 1)
+
+
+def _external_broker() -> str | None:
+    """``MAILPULSE_KAFKA_BOOTSTRAP``, when it points at a broker that answers."""
+    bootstrap = os.environ.get(BOOTSTRAP_ENV)
+    if bootstrap and broker_answers(bootstrap):
+        return bootstrap
+    return None
+
+
+def _kafka(args: argparse.Namespace) -> int:
+    external = _external_broker()
+    kafka = _launcher(args)
+    if args.action == "start":
+        if external:
+            print(f"{BOOTSTRAP_ENV}={external} answers: starting nothing")
+            return 0
+        started = time.monotonic()
+        bootstrap = kafka.start()
+        print(f"Kafka ready on {bootstrap} ({time.monotonic() - started:.1f}s; log {kafka.log_file})")
+        return 0
+    if args.action == "stop":
+        print("stopped" if kafka.stop() else "not running")
+        return 0
+    running = kafka.is_running() and broker_answers(kafka.bootstrap)
+    print(f"{'running' if running else 'not running'}: {kafka.bootstrap} (state {kafka.state_dir})")
+    if external:
+        print(f"{BOOTSTRAP_ENV}={external} answers")
+    return 0 if running or external else 1
+
+
+def _registered_commands() -> set[str]:
+    from mailpulse.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+        return set(action.choices)
+    return set()
+
+
+def _pipe(name: str, stream: IO[bytes]) -> None:
+    for line in iter(stream.readline, b""):
+        sys.stdout.write(f"[{name}] {line.decode(errors='replace')}")
+        sys.stdout.flush()
+
+
+def _up(args: argparse.Namespace) -> int:
+    from topics.admin import ensure_topics
+
+    config = load_config(args.config)
+    kafka = _launcher(args)
+    started_kafka = False
+    bootstrap = _external_broker()
+    if bootstrap is None:
+        print(f"starting Kafka on 127.0.0.1:{args.port} ...", flush=True)
+        started_kafka = not kafka.is_running()
+        bootstrap = kafka.start()
+    print(f"Kafka: {bootstrap}")
+    report = asyncio.run(
+        ensure_topics(bootstrap, prefix=config.kafka.topic_prefix, replication_factor=config.kafka.replication_factor)
+    )
+    for line in report.lines():
+        print(f"topics: {line}")
+
+    env = {**os.environ, BOOTSTRAP_ENV: bootstrap}
+    commands = _registered_commands()
+    mailpulse = [sys.executable, "-m", "mailpulse.cli"]
+    parts: list[tuple[str, list[str]]] = []
+    if "simulate" in commands and not args.no_simulate:
+        parts.append(("simulate", [*mailpulse, "simulate", "--size", str(args.size), "--port-base", "8701"]))
+    if "connect" in commands:
+        parts.append(("connect", [*mailpulse, "connect", "--config", args.config]))
+    if "worker" in commands:
+        parts.append(("worker", [*mailpulse, "worker", "--config", args.config]))
+
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, cmd in parts:
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            threading.Thread(target=_pipe, args=(name, proc.stdout), daemon=True).start()
+            procs.append(proc)
+            if name == "simulate":
+                time.sleep(2)  # let the simulators bind before the pollers call them
+        _print_banner(config, bootstrap, [p[0] for p in parts])
+        while True:
+            for (name, _), proc in zip(parts, procs):
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nstopping ...")
+        return 0
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if started_kafka and not args.keep_kafka:
+            kafka.stop()
+
+
+def _print_banner(config, bootstrap: str, parts: list[str]) -> None:  # type: ignore[no-untyped-def]
+    print("=" * 72)
+    print(f"mailpulse is up: Kafka {bootstrap}; running {', '.join(parts) or 'nothing but Kafka'}")
+    if "connect" in parts:
+        print(f"  poller metrics:  http://127.0.0.1:{config.connect.metrics_port}/metrics")
+    if "worker" in parts:
+        base = f"http://127.0.0.1:{config.worker.web_port}"
+        print(f"  query API:       {base}/v1/campaigns?limit=5")
+        print(f"  sample query:    curl -s '{base}/v1/campaigns?limit=5&order=last_event_at'")
+        print(f"  worker metrics:  {base}/metrics")
+    print("Ctrl-C stops everything.")
+    print("=" * 72, flush=True)

@@ -1,0 +1,105 @@
+"""Create the contract topics and report drift of existing ones, idempotently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from topics.contracts import TOPICS, TopicSpec, topic_name
+
+__all__ = ["Drift", "TopicsReport", "ensure_topics", "describe_drift"]
+
+
+@dataclass(frozen=True)
+class Drift:
+    topic: str
+    setting: str
+    expected: str
+    actual: str
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.setting} is {self.actual}, the contract says {self.expected}"
+
+
+@dataclass
+class TopicsReport:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+    replication_factor: int = 1
+
+    def lines(self) -> list[str]:
+        out = [f"created  {name}" for name in self.created]
+        out += [f"ok       {name}" for name in self.existing if not any(d.topic == name for d in self.drift)]
+        out += [f"DRIFT    {d}" for d in self.drift]
+        return out
+
+
+async def ensure_topics(
+    bootstrap: str,
+    *,
+    prefix: str = "",
+    replication_factor: int | None = None,
+    specs: Iterable[TopicSpec] = TOPICS,
+) -> TopicsReport:
+    """Create every missing topic of ``specs``; compare existing ones with their contract.
+
+    Drift is reported, never "fixed": partitions cannot shrink and a cleanup
+    policy change can delete data, so an operator decides.
+    """
+    specs = list(specs)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        rf = replication_factor or min(3, brokers)
+        report = TopicsReport(replication_factor=rf)
+        present = set(await admin.list_topics())
+        missing = [s for s in specs if topic_name(s, prefix) not in present]
+        if missing:
+            new = [
+                NewTopic(
+                    name=topic_name(s, prefix),
+                    num_partitions=s.partitions,
+                    replication_factor=rf,
+                    topic_configs=s.configs(),
+                )
+                for s in missing
+            ]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # a concurrent creator won the race: drift is checked below
+            report.created = [topic_name(s, prefix) for s in missing]
+        existing = [s for s in specs if s not in missing]
+        report.existing = [topic_name(s, prefix) for s in existing]
+        report.drift = await describe_drift(admin, existing, prefix)
+        return report
+    finally:
+        await admin.close()
+
+
+async def describe_drift(admin: AIOKafkaAdminClient, specs: list[TopicSpec], prefix: str) -> list[Drift]:
+    if not specs:
+        return []
+    names = [topic_name(s, prefix) for s in specs]
+    drift: list[Drift] = []
+    for meta in await admin.describe_topics(names):
+        spec = specs[names.index(meta["topic"])]
+        actual = len(meta["partitions"])
+        if actual != spec.partitions:
+            drift.append(Drift(meta["topic"], "partitions", str(spec.partitions), str(actual)))
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    for response in await admin.describe_configs(resources):
+        for _err, _msg, _type, name, entries in response.resources:
+            spec = specs[names.index(name)]
+            actual_cfg = {e[0]: e[1] for e in entries}
+            for key, want in spec.configs().items():
+                have = actual_cfg.get(key)
+                if have != want:
+                    drift.append(Drift(name, key, want, str(have)))
+    return sorted(drift, key=lambda d: (d.topic, d.setting))
