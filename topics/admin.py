@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -9,9 +10,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from mailpulse.errors import MailpulseError
 from topics.contracts import TOPICS, TopicSpec, topic_name
 
-__all__ = ["Drift", "TopicsReport", "ensure_topics", "describe_drift"]
+__all__ = ["TopicsError", "Drift", "TopicsReport", "ensure_topics", "describe_drift"]
+
+
+class TopicsError(MailpulseError):
+    """The cluster refused to create a contract topic."""
 
 
 @dataclass(frozen=True)
@@ -70,17 +76,40 @@ async def ensure_topics(
                 )
                 for s in missing
             ]
-            try:
-                await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # a concurrent creator won the race: drift is checked below
+            response = await admin.create_topics(new)
+            raced: set[str] = set()
+            for name, code, *rest in response.topic_errors:
+                if code == TopicAlreadyExistsError.errno:
+                    raced.add(name)  # created meanwhile by someone else: checked for drift below
+                elif code != 0:
+                    message = rest[0] if rest and rest[0] else f"error code {code}"
+                    raise TopicsError(f"creating topic {name} failed: {message}")
+            missing = [s for s in missing if topic_name(s, prefix) not in raced]
             report.created = [topic_name(s, prefix) for s in missing]
+        await _wait_for_metadata(admin, [topic_name(s, prefix) for s in specs])
         existing = [s for s in specs if s not in missing]
         report.existing = [topic_name(s, prefix) for s in existing]
         report.drift = await describe_drift(admin, existing, prefix)
         return report
     finally:
         await admin.close()
+
+
+async def _wait_for_metadata(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 15.0) -> None:
+    """Wait until the broker's metadata shows every topic with its partitions.
+
+    Right after a create, a metadata answer may still say "unknown topic" or
+    list no partitions; comparing then would report false drift.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        metas = await admin.describe_topics(names)
+        if all(m["error_code"] == 0 and m["partitions"] for m in metas):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            bad = [m["topic"] for m in metas if m["error_code"] != 0 or not m["partitions"]]
+            raise TopicsError(f"topics not visible in the cluster's metadata after {timeout_s:.0f}s: {bad}")
+        await asyncio.sleep(0.2)
 
 
 async def describe_drift(admin: AIOKafkaAdminClient, specs: list[TopicSpec], prefix: str) -> list[Drift]:
