@@ -1,0 +1,168 @@
+"""Config: one clear line naming the file and the key, before anything connects."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from mailpulse.config import BOOTSTRAP_ENV, CONFIG_ENV, load_config, parse_duration
+from mailpulse.errors import ConfigError
+
+SMARTCQ = """
+sources:
+  - name: acme-smartcq
+    provider: smartcq
+    base_url: https://app.smartcq.it
+    api_key: ${SMARTCQ_KEY}
+"""
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    def _write(text: str) -> Path:
+        path = tmp_path / "mailpulse.yaml"
+        path.write_text(text)
+        return path
+
+    return _write
+
+
+def _error(path: Path, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env=env or {})
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(path) in message
+    return message
+
+
+def test_the_documented_example_loads_with_defaults(write):
+    path = write(
+        """
+kafka: {bootstrap_servers: "127.0.0.1:9092"}
+worker: {web_port: 6066, data_dir: ./var/worker}
+sources:
+  - name: acme-smartcq
+    provider: smartcq
+    base_url: https://app.smartcq.it
+    api_key: ${SMARTCQ_KEY}
+    poll_interval: 60s
+    lookback: 7d
+"""
+    )
+    config = load_config(path, env={"SMARTCQ_KEY": "k-123"})
+    (source,) = config.sources
+    assert source.api_key.get_secret_value() == "k-123"
+    assert source.poll_interval == timedelta(seconds=60)
+    assert source.lookback == timedelta(days=7)
+    assert source.reconcile_interval == timedelta(minutes=15)
+    assert config.worker.web_port == 6066
+    assert config.path == path
+
+
+def test_every_provider_of_the_dev_config_validates():
+    dev = Path(__file__).resolve().parents[2] / "examples" / "dev.yaml"
+    config = load_config(dev, env={})
+    assert [s.provider for s in config.sources] == ["smartcq", "smtpeter", "supersend", "smartersends"]
+    smtpeter = config.sources[1]
+    assert [s.campaign_id for s in smtpeter.selectors] == ["tags:newsletter", "template:42"]
+
+
+def test_secret_never_appears_in_repr_or_dump(write):
+    config = load_config(write(SMARTCQ), env={"SMARTCQ_KEY": "super-secret-value"})
+    assert "super-secret-value" not in repr(config)
+    assert "super-secret-value" not in str(config.model_dump())
+    assert "super-secret-value" not in config.model_dump_json()
+
+
+def test_missing_secret_names_the_key_and_the_variable_not_a_value(write):
+    message = _error(write(SMARTCQ))
+    assert "sources[0].api_key" in message
+    assert "SMARTCQ_KEY is not set" in message
+
+
+def test_env_default_is_used_when_the_variable_is_unset(write):
+    path = write(SMARTCQ.replace("${SMARTCQ_KEY}", "${SMARTCQ_KEY:-fallback}"))
+    assert load_config(path, env={}).sources[0].api_key.get_secret_value() == "fallback"
+
+
+def test_unknown_key_is_named(write):
+    message = _error(write("kafka: {bootstrap_servers: 'h:1', bootstrap: 'x'}"))
+    assert "kafka.bootstrap: unknown key" in message
+
+
+def test_unknown_key_inside_a_source_is_named(write):
+    message = _error(write(SMARTCQ + "    apikey: oops\n"), {"SMARTCQ_KEY": "k"})
+    assert "sources[0].apikey: unknown key" in message
+
+
+@pytest.mark.parametrize("value", ["6x", "-5s", "soon", "0s"])
+def test_bad_duration_is_named(write, value):
+    message = _error(write(SMARTCQ + f"    poll_interval: {value}\n"), {"SMARTCQ_KEY": "k"})
+    assert "sources[0].poll_interval" in message
+
+
+def test_bad_url_is_named(write):
+    message = _error(write(SMARTCQ.replace("https://app.smartcq.it", "ftp//nope")), {"SMARTCQ_KEY": "k"})
+    assert "sources[0].base_url" in message and "http(s) URL" in message
+
+
+def test_unknown_provider_lists_the_known_ones(write):
+    message = _error(write(SMARTCQ.replace("provider: smartcq", "provider: mailchimp")), {"SMARTCQ_KEY": "k"})
+    assert "unknown provider 'mailchimp'" in message and "smartersends" in message
+
+
+def test_duplicate_source_names_are_rejected(write):
+    body = SMARTCQ + SMARTCQ.split("sources:\n", 1)[1]
+    message = _error(write(body), {"SMARTCQ_KEY": "k"})
+    assert "'acme-smartcq' is used twice" in message
+
+
+def test_source_name_cannot_break_the_key_format(write):
+    message = _error(write(SMARTCQ.replace("acme-smartcq", "acme:smartcq")), {"SMARTCQ_KEY": "k"})
+    assert "sources[0].name" in message
+
+
+def test_smtpeter_selector_needs_exactly_one_of_tags_or_template(write):
+    path = write(
+        """
+sources:
+  - {name: p, provider: smtpeter, base_url: "http://h", access_token: t, selectors: [{tags: [a], template: 4}]}
+"""
+    )
+    assert "sources[0].selectors[0]" in _error(path)
+
+
+def test_invalid_yaml_names_the_line(write):
+    assert "at line 3" in _error(write("kafka:\n  brokers: [a\n  other: 1\n"))
+
+
+def test_missing_file_and_missing_path_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "absent.yaml", env={})
+    with pytest.raises(ConfigError, match=f"pass --config PATH or set {CONFIG_ENV}"):
+        load_config(None, env={})
+
+
+def test_config_path_comes_from_the_environment(write):
+    path = write("kafka: {bootstrap_servers: 'h:1'}")
+    assert load_config(None, env={CONFIG_ENV: str(path)}).kafka.bootstrap_servers == "h:1"
+
+
+def test_bootstrap_env_overrides_the_file(write):
+    path = write("kafka: {bootstrap_servers: 'file:1'}")
+    assert load_config(path, env={BOOTSTRAP_ENV: "env:2"}).kafka.bootstrap_servers == "env:2"
+
+
+def test_bad_bootstrap_servers_are_named(write):
+    assert "kafka.bootstrap_servers" in _error(write("kafka: {bootstrap_servers: 'nohostport'}"))
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("60s", 60), ("15m", 900), ("1h", 3600), ("7d", 604800), ("2w", 1209600), (30, 30)],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text).total_seconds() == seconds
