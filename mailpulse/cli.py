@@ -21,6 +21,7 @@ __all__ = ["main", "build_parser"]
 _COMMAND_MODULES: tuple[str, ...] = (
     "mailpulse.devcli",
     "topics.cli",
+    "connectors.cli",
 )
 
 

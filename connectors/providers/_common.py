@@ -1,0 +1,59 @@
+"""Small pure helpers shared by the provider modules' ``normalise`` functions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from connectors.errors import MalformedPage, NormalisationError
+
+__all__ = ["require_str", "timestamp", "optional_timestamp", "require_mapping", "body_list", "body_dict"]
+
+_fromiso = datetime.fromisoformat
+_UTC = timezone.utc
+
+
+def require_mapping(raw: Any) -> Mapping[str, Any]:
+    if not isinstance(raw, dict):
+        raise NormalisationError("$", f"record must be a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def require_str(raw: Mapping[str, Any], name: str, shown: str | None = None) -> str:
+    value = raw.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value:
+        raise NormalisationError(shown or name, "missing" if value is None else f"must be a non-empty string, got {value!r:.40}")
+    return value
+
+
+def timestamp(value: Any, name: str) -> datetime:
+    """An aware UTC datetime from ISO 8601 (naive = UTC, as every provider documents)."""
+    if not isinstance(value, str):
+        raise NormalisationError(name, "missing timestamp" if value is None else f"timestamp must be a string, got {value!r:.40}")
+    try:
+        dt = _fromiso(value)
+    except ValueError:
+        raise NormalisationError(name, f"unparsable timestamp {value[:40]!r}") from None
+    return dt.replace(tzinfo=_UTC) if dt.tzinfo is None else dt.astimezone(_UTC)
+
+
+def optional_timestamp(value: Any, name: str) -> datetime | None:
+    return None if value is None or value == "" else timestamp(value, name)
+
+
+def body_dict(body: Any, *required: str) -> dict[str, Any]:
+    """A page body that must be an object with ``required`` keys, else ``MalformedPage`` (retried)."""
+    if not isinstance(body, dict):
+        raise MalformedPage(f"expected a JSON object, got {type(body).__name__}")
+    missing = [k for k in required if k not in body]
+    if missing:
+        raise MalformedPage(f"page lacks {', '.join(missing)}")
+    return body
+
+
+def body_list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise MalformedPage(f"{where} must be a JSON array, got {type(value).__name__}")
+    return value

@@ -1,0 +1,144 @@
+"""SMTPeter events API (docs: providers/smtpeter-events.txt, fields: providers/smtpeter-event-fields.md)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, AsyncIterator, Mapping
+from urllib.parse import quote
+
+import orjson
+
+from connectors.base import Page, Plan, Stream
+from connectors.errors import NormalisationError
+from connectors.pagination import DateWindowPaginator
+from connectors.providers._common import body_list, require_mapping, require_str, timestamp
+from topics.events import Bounce, BounceKind, EmailEvent, EventType, make_event_id
+
+__all__ = ["SMTPeterEvents", "normalise", "selector_path"]
+
+PROVIDER = "smtpeter"
+#: smtpeter-events.txt: day-granular start/end, end exclusive, at most one month per call; we ask one day at a time.
+WINDOW = timedelta(days=1)
+
+_EVENT_TYPES: Mapping[str, EventType] = {
+    "attempt": EventType.SENT,
+    "delivery": EventType.DELIVERED,
+    "open": EventType.OPENED,
+    "click": EventType.CLICKED,
+    "bounce": EventType.BOUNCED,
+    "failure": EventType.BOUNCED,
+    "response": EventType.REPLIED,
+    "abuse": EventType.COMPLAINED,
+}
+#: Fields that become event fields; everything else in ``data`` is kept in ``attributes``.
+_MAPPED = frozenset({"id", "time", "recipient", "url", "tags"})
+_FAILURE_MAPPED = _MAPPED | {"status", "description"}
+_DUMPS = orjson.dumps
+_SORT = orjson.OPT_SORT_KEYS
+
+
+def normalise(raw: Any, *, source: str, campaign_id: str, observed_at: datetime) -> EmailEvent:
+    """One ``{event, data}`` -> one event. SMTPeter events have no ids: the id is derived from their content."""
+    raw = require_mapping(raw)
+    name = raw.get("event")
+    type_ = _EVENT_TYPES.get(name)  # type: ignore[arg-type]
+    if type_ is None:
+        raise NormalisationError("event", f"unknown event type {name!r:.40}")
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        raise NormalisationError("data", "missing" if data is None else f"must be an object, got {type(data).__name__}")
+    message_id = require_str(data, "id", "data.id")
+    occurred = timestamp(data.get("time"), "data.time")  # 'YYYY-MM-DD hh:mm:ss' UTC
+    recipient = data.get("recipient")
+    bounce = None
+    mapped = _MAPPED
+    if name == "failure":
+        status = str(data.get("status") or "")
+        kind = BounceKind.HARD if status.startswith("5") else BounceKind.SOFT if status.startswith("4") else BounceKind.UNKNOWN
+        bounce = Bounce(kind=kind, code=status or None, reason=data.get("description") or None)
+        mapped = _FAILURE_MAPPED
+    elif name == "bounce":
+        bounce = Bounce(kind=BounceKind.UNKNOWN)
+    attributes: dict[str, Any] = {k: v for k, v in data.items() if k not in mapped}
+    tags = data.get("tags")
+    if isinstance(tags, str) and tags:
+        attributes["tags"] = tags.split(";")
+    attributes["smtpeter_event"] = name
+    url = data.get("url") if type_ is EventType.CLICKED else None
+    return EmailEvent(
+        # The event's own content: re-reading a day yields the same ids.
+        event_id=make_event_id(PROVIDER, source, name, _DUMPS(data, option=_SORT).decode()),
+        provider=PROVIDER,
+        source=source,
+        type=type_,
+        occurred_at=occurred,
+        observed_at=observed_at,
+        message_id=message_id,
+        campaign_id=campaign_id,
+        email=recipient.lower() if isinstance(recipient, str) and recipient else None,
+        bounce=bounce,
+        url=url if isinstance(url, str) else None,
+        attributes=attributes,
+    )
+
+
+def selector_path(selector: Any) -> str:
+    if selector.tags:
+        return "/v1/events/tags/" + ";".join(quote(t, safe="") for t in selector.tags)
+    return "/v1/events/template/" + quote(str(selector.template), safe="")
+
+
+def _events(body: Any) -> list[Any]:
+    return body_list(body, "the events response")
+
+
+def _day(dt: datetime) -> datetime:
+    return datetime.combine(dt.astimezone(timezone.utc).date(), time(), tzinfo=timezone.utc)
+
+
+class SMTPeterEvents(Stream):
+    provider = PROVIDER
+    name = "events"
+    is_mutable = True  # a day keeps filling until it is over, and late events land in past days
+
+    def __init__(self, source: Any, client: Any) -> None:
+        super().__init__(source, client)
+        self.selectors = [(selector_path(s), s.campaign_id) for s in source.selectors]
+        self._campaign_of_path: dict[str, str] = {}
+
+    def normalise_record(self, raw: Any, observed_at: datetime) -> list[EmailEvent]:
+        campaign_id, record = raw  # read() pairs each record with its selector
+        return [normalise(record, source=self.source_name, campaign_id=campaign_id, observed_at=observed_at)]
+
+    def dlq_payload(self, raw: Any) -> Any:
+        return raw[1]
+
+    def cursor_time(self, cursor: Any) -> datetime | None:
+        return timestamp(cursor["day"], "day") if cursor else None
+
+    async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
+        today = _day(plan.now)
+        first = _day(plan.now - self.lookback)
+        stored = timestamp(cursor["day"], "day") if cursor else None
+        if plan.kind == "poll":
+            start = max(first, stored) if stored else first
+            end = today + WINDOW
+        elif plan.kind == "backfill":
+            assert plan.since is not None
+            start = stored if stored else _day(plan.since)
+            end = min(_day(plan.end) + WINDOW, today + WINDOW)
+        else:
+            assert plan.since is not None
+            start = min(_day(plan.since), stored) if stored else _day(plan.since)
+            end = today + WINDOW
+        windows = DateWindowPaginator(start, end, WINDOW)
+        while not windows.finished:
+            since, until = windows.current_value
+            params = {"start": since.date().isoformat(), "end": until.date().isoformat()}
+            for i, (path, campaign_id) in enumerate(self.selectors):
+                records = await self.request(path, params, parse=_events)
+                last = i == len(self.selectors) - 1
+                # A day is complete once every selector has read it and it is over.
+                done_day = min(until, today)
+                yield Page([(campaign_id, r) for r in records], {"day": done_day.date().isoformat()} if last else None)
+            windows.advance(None, ())

@@ -1,0 +1,156 @@
+"""SuperSend v2 events API (docs: providers/supersend-events.txt)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, AsyncIterator, Mapping
+
+from connectors.base import Output, Page, Plan, Stream
+from connectors.errors import NormalisationError
+from connectors.pagination import OffsetPaginator
+from connectors.providers._common import body_dict, body_list, optional_timestamp, require_mapping, require_str, timestamp
+from topics.contracts import CAMPAIGNS
+from topics.events import (
+    ATTR_CLICKS_COUNTER,
+    ATTR_OPENS_COUNTER,
+    ATTR_REPORTS_DELIVERY,
+    Bounce,
+    EmailEvent,
+    EventType,
+    format_timestamp,
+    make_event_id,
+)
+from topics.records import CampaignMetadata
+
+__all__ = ["SuperSendEvents", "normalise"]
+
+PROVIDER = "supersend"
+PAGE_SIZE = 100  # supersend-events.txt: limit max 100
+#: A poll re-reads this much before the last window end: rows can land a little after their ``date``.
+OVERLAP = timedelta(minutes=10)
+
+#: The row's own type -> the fact it is ("click" filters map to open rows; a click row, if any, is a click).
+_ROW_TYPES: Mapping[str, EventType] = {
+    "scheduled": EventType.QUEUED,
+    "sent": EventType.SENT,
+    "open": EventType.OPENED,
+    "click": EventType.CLICKED,
+    "reply": EventType.REPLIED,
+    "bounce": EventType.BOUNCED,
+    "unsubscribe": EventType.UNSUBSCRIBED,
+}
+#: Types that are no email fact (LinkedIn/Twitter actions, bookkeeping): read and dropped.
+_IGNORED_TYPES = frozenset(
+    {"visit", "message", "follow", "unfollow", "like", "connection_request", "move_contact", "http_api_request"}
+)
+#: Flags that carry facts too, whatever the row's type.
+_FLAGS = (
+    ("opened", EventType.OPENED),
+    ("clicked", EventType.CLICKED),
+    ("replied", EventType.REPLIED),
+    ("bounced", EventType.BOUNCED),
+)
+_ATTRIBUTES = ("channel", "sequence_step", "subject", "thread_id", "sender_id", "autoresponse", "replies", "unsubscribes")
+
+
+def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[Output]:
+    """One row -> one event per fact (its type and its flags) + the campaign's name.
+
+    ``event_id`` = (message, fact): the same fact shown by two rows is one event.
+    """
+    raw = require_mapping(raw)
+    row_id = require_str(raw, "id")
+    kind = raw.get("type")
+    own = _ROW_TYPES.get(kind)  # type: ignore[arg-type]
+    if own is None:
+        if kind in _IGNORED_TYPES:
+            return []
+        raise NormalisationError("type", f"unknown event type {kind!r:.40}")
+    date = timestamp(raw.get("date"), "date")
+    updated = optional_timestamp(raw.get("updated_at"), "updated_at") or date
+    message_id = raw.get("email_id") or row_id
+    contact = raw.get("contact") if isinstance(raw.get("contact"), dict) else {}
+    campaign = raw.get("campaign") if isinstance(raw.get("campaign"), dict) else {}
+    campaign_id = campaign.get("id") or raw.get("campaign_id")
+    contact_id = contact.get("id") or raw.get("contact_id")
+    email = contact.get("email")
+    facts = {own: date}
+    for flag, type_ in _FLAGS:
+        if raw.get(flag) is True and type_ not in facts:
+            facts[type_] = max(updated, date)  # the flag has no time of its own: when the row last changed
+    if (raw.get("unsubscribes") or 0) > 0 and EventType.UNSUBSCRIBED not in facts:
+        facts[EventType.UNSUBSCRIBED] = max(updated, date)
+    attributes: dict[str, Any] = {k: raw[k] for k in _ATTRIBUTES if raw.get(k) is not None}
+    attributes[ATTR_REPORTS_DELIVERY] = False  # SuperSend never reports deliveries: the streams infer them
+    attributes[ATTR_OPENS_COUNTER] = raw.get("opens") or 0
+    attributes[ATTR_CLICKS_COUNTER] = raw.get("clicks") or 0
+    attributes["supersend_event_id"] = row_id
+    email = email.lower() if isinstance(email, str) and email else None
+    out: list[Output] = [
+        EmailEvent(
+            event_id=make_event_id(PROVIDER, source, message_id, type_.value),
+            provider=PROVIDER,
+            source=source,
+            type=type_,
+            occurred_at=at,
+            observed_at=observed_at,
+            message_id=str(message_id),
+            campaign_id=campaign_id,
+            contact_id=contact_id,
+            email=email,
+            bounce=Bounce() if type_ is EventType.BOUNCED else None,
+            attributes=attributes,
+        )
+        for type_, at in facts.items()
+    ]
+    if campaign_id:
+        out.append(CampaignMetadata(source, PROVIDER, str(campaign_id), observed_at, name=campaign.get("name")))
+    return out
+
+
+def _page(body: Any) -> dict[str, Any]:
+    body = body_dict(body, "data")
+    body_list(body["data"], "data")
+    return body
+
+
+def _has_more(body: Any) -> bool:
+    pagination = body.get("pagination")
+    return bool(pagination.get("hasMore", True)) if isinstance(pagination, dict) else True
+
+
+class SuperSendEvents(Stream):
+    provider = PROVIDER
+    name = "events"
+    is_mutable = True  # rows gain opened/clicked flags and counters after their ``date``
+    meta_topics = (CAMPAIGNS,)
+
+    def normalise_record(self, raw: Any, observed_at: datetime) -> list[Output]:
+        return normalise(raw, source=self.source_name, observed_at=observed_at)
+
+    def cursor_time(self, cursor: Any) -> datetime | None:
+        return timestamp(cursor["end"], "end") if cursor else None
+
+    async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
+        stored = timestamp(cursor["end"], "end") if cursor else None
+        if plan.kind == "poll":
+            start = stored - OVERLAP if stored else plan.now - self.lookback
+        elif plan.kind == "backfill":
+            assert plan.since is not None
+            start = stored if stored else plan.since
+        else:
+            assert plan.since is not None
+            start = min(plan.since, stored) if stored else plan.since
+        # The window's end is fixed now: rows arriving during the pass cannot shift the offsets.
+        end = plan.end
+        base: dict[str, Any] = {"start_date": format_timestamp(start), "end_date": format_timestamp(end), "limit": PAGE_SIZE}
+        if self.source.team_id:
+            base["TeamId"] = self.source.team_id
+        for channel in self.source.channels:
+            pages = OffsetPaginator(0, PAGE_SIZE, has_more=_has_more)
+            while not pages.finished:
+                body = await self.request("/v2/events", {**base, "channel": channel, "offset": pages.current_value}, parse=_page)
+                records = body["data"]
+                pages.advance(body, records)
+                yield Page(records)
+        yield Page((), {"end": format_timestamp(end)})

@@ -1,0 +1,141 @@
+"""Cursor store and de-dup indexes, read back from Kafka at start.
+
+Everything here reads with ``isolation_level="read_committed"``: a batch whose
+transaction was aborted (a crash mid-batch) is invisible, so the poller
+re-reads it from the last committed cursor and publishes it exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from connectors.dedupe import ChangeIndex, EventIndex, content_digest
+from topics.contracts import CHECKPOINTS, EVENTS, TopicSpec, topic_name
+from topics.events import parse_timestamp
+
+__all__ = ["scan_topic", "read_checkpoints", "load_event_index", "load_change_index"]
+
+log = logging.getLogger(__name__)
+
+RecordCallback = Callable[[bytes | None, bytes | None], None]
+
+
+async def scan_topic(
+    bootstrap: str,
+    topic: str,
+    on_record: RecordCallback,
+    *,
+    since_ms: int | None = None,
+    key_prefix: bytes | None = None,
+    timeout_s: float = 120.0,
+) -> int:
+    """Read every committed record of ``topic`` from ``since_ms`` (or the beginning) to its current end.
+
+    Calls ``on_record(key, value)`` for records whose key starts with
+    ``key_prefix``; returns how many were passed on.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    count = 0
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer.client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            raise RuntimeError(f"topic {topic} does not exist: run `mailpulse topics create` first")
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        if since_ms is not None:
+            found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+            for tp in tps:
+                ot = found.get(tp)
+                starts[tp] = ot.offset if ot is not None else ends[tp]
+        pending = {tp for tp in tps if starts[tp] < ends[tp]}
+        for tp in tps:
+            consumer.seek(tp, starts[tp])
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=500, max_records=10000)
+            for tp, msgs in batches.items():
+                for msg in msgs:
+                    if msg.offset >= ends[tp]:
+                        continue
+                    if key_prefix is None or (msg.key is not None and msg.key.startswith(key_prefix)):
+                        on_record(msg.key, msg.value)
+                        count += 1
+            for tp in list(pending):
+                # Transaction markers take offsets too: position, not the last record, says we are done.
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} to its end took more than {timeout_s:.0f}s")
+    finally:
+        await consumer.stop()
+    return count
+
+
+async def read_checkpoints(bootstrap: str, prefix: str, source: str) -> dict[str, Any]:
+    """The latest committed cursor of each of ``source``'s streams: ``{stream: cursor}``."""
+    cursors: dict[str, Any] = {}
+    key_prefix = f"{source}/".encode()
+
+    def on_record(key: bytes | None, value: bytes | None) -> None:
+        stream = (key or b"").decode()[len(key_prefix) :]
+        if value is None:
+            cursors.pop(stream, None)
+        else:
+            cursors[stream] = orjson.loads(value).get("cursor")
+
+    await scan_topic(bootstrap, topic_name(CHECKPOINTS, prefix), on_record, key_prefix=key_prefix)
+    return cursors
+
+
+async def load_event_index(bootstrap: str, prefix: str, source: str, since: datetime) -> EventIndex:
+    """Event ids of ``source`` published (Kafka timestamp) since ``since``."""
+    index = EventIndex()
+    seen = index.update
+
+    def on_record(key: bytes | None, value: bytes | None) -> None:
+        if value is None:
+            return
+        data = orjson.loads(value)
+        seen(((data["event_id"], parse_timestamp(data["occurred_at"]).timestamp()),))
+
+    started = time.monotonic()
+    n = await scan_topic(
+        bootstrap,
+        topic_name(EVENTS, prefix),
+        on_record,
+        since_ms=int(since.timestamp() * 1000),
+        key_prefix=f"{source}:".encode(),
+    )
+    log.info("%s: event index rebuilt from %d events in %.2fs", source, n, time.monotonic() - started)
+    return index
+
+
+async def load_change_index(bootstrap: str, prefix: str, spec: TopicSpec, source: str) -> ChangeIndex:
+    """Digest of the latest value per key of ``source`` on a compacted topic."""
+    index = ChangeIndex()
+
+    def on_record(key: bytes | None, value: bytes | None) -> None:
+        k = (key or b"").decode()
+        index.set(k, None if value is None else content_digest(orjson.loads(value)))
+
+    await scan_topic(bootstrap, topic_name(spec, prefix), on_record, key_prefix=f"{source}:".encode())
+    return index
