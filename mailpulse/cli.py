@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "mailpulse.devcli",
     "topics.cli",
     "connectors.cli",
+    "streams.cli",
 )
 
 

@@ -112,6 +112,20 @@ class WorkerConfig(_Model):
     rocksdb_block_cache_mb: int = Field(default=8, ge=1)
     #: RocksDB write buffer per table partition, in MiB.
     rocksdb_write_buffer_mb: int = Field(default=4, ge=1)
+    #: Host other workers use to reach this one's API (routing); default: web_host,
+    #: or 127.0.0.1 when web_host is 0.0.0.0.
+    advertised_host: str | None = None
+    #: Consumer-group timeouts: a dead worker's partitions move after session_timeout.
+    session_timeout: Duration = timedelta(seconds=30)
+    heartbeat_interval: Duration = timedelta(seconds=3)
+    rebalance_timeout: Duration = timedelta(seconds=60)
+    #: Events per stage-1 batch, and the longest wait to fill one.
+    batch_size: int = Field(default=2000, ge=1)
+    batch_within: Duration = timedelta(milliseconds=500)
+    #: How often changed aggregates are published (partials and stats topics).
+    publish_interval: Duration = timedelta(seconds=1)
+    #: Faust log level of the worker: crit, error, warn, info or debug.
+    log_level: Literal["crit", "error", "warn", "info", "debug"] = "warn"
 
 
 class ConnectConfig(_Model):

@@ -1,0 +1,266 @@
+"""The worker's agents and timers: thin I/O around the pure reducers and aggregates.
+
+Every agent runs at concurrency 1 (faust-streaming/faust #606) and at least
+once; exactness comes from state that a replayed event cannot change:
+
+* stage 1 merges an event into its message's fact set (a duplicate adds
+  nothing, so nothing is written or counted);
+* the partition views are rebuilt from the message table whenever a
+  partition is (re)assigned, so events replayed after a crash find their facts
+  already merged;
+* stage 2 keeps the newest partial per source partition, by version, so a
+  republished or stale partial changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from streams.aggregates import PartitionView, merge_partial
+from streams.app import Streams
+from streams.query import campaign_answer, contact_answer
+from streams.reducers import MessageState, apply_events, decode_state, encode_state
+from topics.events import EmailEvent, SchemaError, decode_event
+from topics.records import DeadLetter, encode_record
+
+__all__ = ["install_agents", "process_events", "process_partials", "sync_views"]
+
+log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _dead_letter(key: bytes | None, value: bytes | None, reason: str) -> tuple[bytes, bytes]:
+    source = (key or b"").decode("utf-8", "replace").partition(":")[0] or "unknown"
+    try:
+        raw: Any = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        raw = (value or b"").decode("utf-8", "replace")[:10_000]
+    provider = raw.get("provider") if isinstance(raw, dict) and isinstance(raw.get("provider"), str) else "unknown"
+    letter = DeadLetter(
+        source=source,
+        provider=provider,
+        stream="streams.events",
+        reason=reason,
+        raw=raw,
+        observed_at=datetime.now(timezone.utc),
+    )
+    return source.encode(), encode_record(letter)
+
+
+def view_for(s: Streams, partition: int) -> PartitionView:
+    view = s.views.get(partition)
+    if view is None:
+        view = PartitionView(partition, epoch=_now_ms())
+        now = _now_ms()
+        view.rebuild((decode_state(v) for _, v in s.messages.items(partition)), now)
+        s.views[partition] = view
+        s.metrics.rebuilds.inc()
+        s.metrics.partitions.set(len(s.views))
+    return view
+
+
+async def process_events(s: Streams, events: list[Any]) -> None:
+    """Stage 1: merge a batch of events into message states and the partition views."""
+    started = time.perf_counter()
+    by_partition: dict[int, dict[bytes, list[EmailEvent]]] = defaultdict(lambda: defaultdict(list))
+    dead: list[tuple[bytes, bytes]] = []
+    for event in events:
+        msg = event.message
+        try:
+            ev = decode_event(msg.value)
+        except SchemaError as exc:
+            dead.append(_dead_letter(msg.key, msg.value, f"invalid event: {exc}"))
+            continue
+        key = msg.key
+        if key is None or key.decode("utf-8", "replace") != ev.key:
+            dead.append(_dead_letter(msg.key, msg.value, "record key does not match {source}:{message_id} of its value"))
+            continue
+        by_partition[msg.partition][key].append(ev)
+    new = dup = 0
+    now = _now_ms()
+    for partition, messages in by_partition.items():
+        view = view_for(s, partition)
+        writes: list[tuple[bytes, bytes]] = []
+        for key, evs in messages.items():
+            raw = s.messages.get(partition, key)
+            old: MessageState | None = None if raw is None else decode_state(raw)
+            state = apply_events(old, evs)
+            if state is old or state is None:
+                dup += len(evs)
+                continue
+            new += len(evs)
+            writes.append((key, encode_state(state)))
+            view.apply(old, state, now)
+        await s.messages.put_many(partition, writes)
+        s.metrics.state_writes.labels("messages").inc(len(writes))
+    for key, value in dead:
+        await s.app.producer.send(s.dlq_name, key, value, None, None, None)
+    m = s.metrics
+    m.events.labels("new").inc(new)
+    m.events.labels("duplicate").inc(dup)
+    m.events.labels("invalid").inc(len(dead))
+    m.batch_seconds.labels("messages").observe(time.perf_counter() - started)
+
+
+async def publish_partials(s: Streams) -> None:
+    """Send every changed partial aggregate (absolute values) to the partials topics."""
+    send = s.app.producer.send
+    now = _now_ms()
+    for view in list(s.views.values()):
+        view.expire(now)
+        campaigns, contacts = view.take_dirty()
+        for topic, items, kind in (
+            (s.campaign_partials.get_topic_name(), campaigns, "campaign"),
+            (s.contact_partials.get_topic_name(), contacts, "contact"),
+        ):
+            for key, partial in items:
+                await send(topic, key.encode(), orjson.dumps(partial), None, None, None)
+            s.metrics.partials.labels(kind).inc(len(items))
+
+
+def _decode_meta(value: bytes | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    data = orjson.loads(value)
+    if not isinstance(data, dict):
+        raise ValueError("campaign metadata must be a JSON object")
+    return {k: data.get(k) for k in ("name", "subject", "send_time")}
+
+
+async def process_partials(s: Streams, events: list[Any], *, kind: str) -> None:
+    """Stage 2: merge partials (and campaign metadata) into the campaign or contact table."""
+    started = time.perf_counter()
+    store = s.campaign_table if kind == "campaign" else s.contact_table
+    dirty = s.dirty_campaigns if kind == "campaign" else s.dirty_contacts
+    meta_topic = s.campaigns_topic.get_topic_name()
+    grouped: dict[int, dict[bytes, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for event in events:
+        msg = event.message
+        if msg.key is None:
+            continue
+        grouped[msg.partition][msg.key].append(msg)
+    stale = 0
+    for partition, keys in grouped.items():
+        writes: list[tuple[bytes, bytes]] = []
+        for key, msgs in keys.items():
+            raw = store.get(partition, key)
+            value = None if raw is None else orjson.loads(raw)
+            new = value
+            for msg in msgs:
+                try:
+                    if msg.topic == meta_topic:
+                        new = dict(new or {})
+                        new["meta"] = _decode_meta(msg.value)
+                        continue
+                    merged = merge_partial(new, orjson.loads(msg.value))
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("skipping malformed %s record at %s[%s]@%s: %s", kind, msg.topic, msg.partition, msg.offset, exc)
+                    continue
+                if merged is None:
+                    stale += 1
+                else:
+                    new = merged
+            if new is not value:
+                writes.append((key, orjson.dumps(new)))
+                dirty[key] = partition
+        await store.put_many(partition, writes)
+        s.metrics.state_writes.labels(kind + "s").inc(len(writes))
+    s.metrics.partials_stale.labels(kind).inc(stale)
+    s.metrics.batch_seconds.labels(kind + "s").observe(time.perf_counter() - started)
+
+
+async def publish_stats(s: Streams) -> None:
+    """Publish the answer of every changed campaign and contact to the stats topics."""
+    send = s.app.producer.send
+    now = _now_ms()
+    for dirty, store, topic, answer, kind in (
+        (s.dirty_campaigns, s.campaign_table, s.campaign_stats_name, campaign_answer, "campaign"),
+        (s.dirty_contacts, s.contact_table, s.contact_stats_name, contact_answer, "contact"),
+    ):
+        if not dirty:
+            continue
+        items = list(dirty.items())
+        dirty.clear()
+        sent = 0
+        for key, partition in items:
+            raw = store.get(partition, key)
+            if raw is None:
+                continue
+            body = answer(key.decode(), orjson.loads(raw), now)
+            # An aggregate whose messages all moved away is deleted (a compaction tombstone).
+            await send(topic, key, None if body is None else orjson.dumps(body), None, None, None)
+            sent += 1
+        s.metrics.stats.labels(kind).inc(sent)
+
+
+def sync_views(s: Streams) -> None:
+    """After a rebalance: drop views of revoked partitions, build views of new ones."""
+    assignment = s.app.consumer.assignment()
+    owned = {tp.partition for tp in assignment if tp.topic == s.events_name}
+    for partition in list(s.views):
+        if partition not in owned:
+            del s.views[partition]
+    for partition in sorted(owned):
+        view_for(s, partition)
+    # Republish the stats of every stage-2 key this worker now owns (a crashed
+    # owner may have died before publishing its last changes).
+    for store, dirty, topic in (
+        (s.campaign_table, s.dirty_campaigns, s.campaign_partials.get_topic_name()),
+        (s.contact_table, s.dirty_contacts, s.contact_partials.get_topic_name()),
+    ):
+        stage2 = {tp.partition for tp in assignment if tp.topic == topic}
+        for partition in stage2:
+            for key, _ in store.items(partition):
+                dirty[key] = partition
+        for key in [k for k, p in dirty.items() if p not in stage2]:
+            del dirty[key]
+    s.metrics.partitions.set(len(s.views))
+    s.views_ready = True
+    s.metrics.ready.set(1)
+
+
+def install_agents(s: Streams) -> None:
+    app = s.app
+    w = s.config.worker
+    batch, within = w.batch_size, w.batch_within.total_seconds()
+
+    @app.agent(s.events_topic, name="messages", concurrency=1)
+    async def messages(stream: Any) -> None:
+        async for events in stream.take_events(batch, within=within):
+            await process_events(s, events)
+
+    @app.agent(s.campaign_inputs, name="campaigns", concurrency=1)
+    async def campaigns(stream: Any) -> None:
+        async for events in stream.take_events(batch, within=within):
+            await process_partials(s, events, kind="campaign")
+
+    @app.agent(s.contact_partials, name="contacts", concurrency=1)
+    async def contacts(stream: Any) -> None:
+        async for events in stream.take_events(batch, within=within):
+            await process_partials(s, events, kind="contact")
+
+    interval = w.publish_interval.total_seconds()
+
+    @app.timer(interval)
+    async def publish() -> None:
+        if s.views_ready:
+            await publish_partials(s)
+            await publish_stats(s)
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
+        sync_views(s)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        s.views_ready = False
+        s.metrics.ready.set(0)

@@ -1,0 +1,308 @@
+"""Campaign and contact aggregates as a materialised view of message states.
+
+Stage 1 (one per events partition) keeps, in memory, the sums of the
+contributions of the messages that live in its partition (``PartitionView``):
+when a message's state changes, the old contribution is subtracted and the new
+one added; when the partition is assigned, the view is rebuilt from the
+message-state table, so a replayed event can never be counted twice. The view
+publishes each changed aggregate as an *absolute* partial, stamped with a
+version ``(epoch, seq)``: ``epoch`` is the wall-clock ms at which this owner
+rebuilt the partition, ``seq`` grows with every change.
+
+Stage 2 (keyed by campaign / contact) keeps, per key, the latest partial of
+every source partition (``merge_partial``: a higher version wins, so a stale or
+replayed partial changes nothing) and sums them (``combine``).
+
+Everything here is pure or in-memory; the Faust agents do the I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from streams.reducers import (
+    COUNT_FIELDS,
+    FLAG_FIELDS,
+    Contribution,
+    MessageState,
+    campaign_key,
+    contact_key,
+    contribution,
+)
+
+__all__ = [
+    "HOUR_MS",
+    "HOURLY_RETENTION_MS",
+    "STATUSES",
+    "Aggregate",
+    "Combined",
+    "PartitionView",
+    "combine",
+    "merge_partial",
+]
+
+HOUR_MS = 3_600_000
+#: Hourly campaign windows are kept for 48 h (by wall clock), then dropped.
+HOURLY_RETENTION_MS = 48 * HOUR_MS
+STATUSES = ("active", "bounced", "complained", "unsubscribed")
+_NF = len(FLAG_FIELDS)
+_NC = len(COUNT_FIELDS)
+
+
+def _min(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a <= b else b
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a >= b else b
+
+
+class Aggregate:
+    """Sums of message contributions for one campaign or contact, in one partition."""
+
+    __slots__ = (
+        "provider",
+        "messages",
+        "counts",
+        "first_at",
+        "last_at",
+        "last_opened_at",
+        "last_clicked_at",
+        "status_at",
+        "hourly",
+    )
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.messages = 0
+        self.counts = [0] * _NC
+        # min/max fields only grow while a message keeps its key (its state only
+        # gains facts); a message moving to another key leaves them as they were.
+        self.first_at: int | None = None
+        self.last_at: int | None = None
+        self.last_opened_at: int | None = None
+        self.last_clicked_at: int | None = None
+        self.status_at: list[int | None] = [None, None, None, None]
+        self.hourly: dict[int, list[int]] | None = None
+
+    def add(self, c: Contribution, sign: int, *, hourly: bool, horizon: int) -> None:
+        self.messages += sign
+        counts = self.counts
+        for i, v in enumerate(c.counts):
+            if v:
+                counts[i] += sign * v
+        if hourly:
+            if self.hourly is None:
+                self.hourly = {}
+            h = self.hourly
+            for i, t in enumerate(c.times):
+                if t is None:
+                    continue
+                hour = t - t % HOUR_MS
+                if hour < horizon:
+                    continue
+                row = h.get(hour)
+                if row is None:
+                    if sign < 0:
+                        continue  # the window expired since it was counted
+                    row = h[hour] = [0] * _NF
+                row[i] += sign
+                if sign < 0 and not any(row):
+                    del h[hour]
+        if sign > 0:
+            self.first_at = _min(self.first_at, c.first_at)
+            self.last_at = _max(self.last_at, c.last_at)
+            self.last_opened_at = _max(self.last_opened_at, c.last_opened_at)
+            self.last_clicked_at = _max(self.last_clicked_at, c.last_clicked_at)
+            sa = self.status_at
+            for i, t in enumerate(c.status_at):
+                sa[i] = _max(sa[i], t)
+
+    def expire(self, horizon: int) -> None:
+        if self.hourly:
+            for hour in [h for h in self.hourly if h < horizon]:
+                del self.hourly[hour]
+
+    def to_partial(self, partition: int, version: tuple[int, int], *, kind: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "p": partition,
+            "v": list(version),
+            "provider": self.provider,
+            "n": self.messages,
+            "c": self.counts,
+            "f": self.first_at,
+            "l": self.last_at,
+        }
+        if kind == "campaign":
+            out["h"] = {str(k): v for k, v in (self.hourly or {}).items()}
+        else:
+            out["lo"] = self.last_opened_at
+            out["lc"] = self.last_clicked_at
+            out["s"] = self.status_at
+        return out
+
+
+class PartitionView:
+    """Stage 1: the campaign and contact aggregates of one events partition."""
+
+    def __init__(self, partition: int, epoch: int) -> None:
+        self.partition = partition
+        self.epoch = epoch
+        self.seq = 0
+        self.campaigns: dict[str, Aggregate] = {}
+        self.contacts: dict[str, Aggregate] = {}
+        self.dirty_campaigns: set[str] = set()
+        self.dirty_contacts: set[str] = set()
+
+    def _agg(self, table: dict[str, Aggregate], key: str, provider: str) -> Aggregate:
+        agg = table.get(key)
+        if agg is None:
+            agg = table[key] = Aggregate(provider)
+        return agg
+
+    def apply(self, old: MessageState | None, new: MessageState, now_ms: int) -> None:
+        """Move the aggregates from ``old`` (None: unseen) to ``new`` for one message."""
+        horizon = now_ms - HOURLY_RETENTION_MS
+        new_c = contribution(new)
+        old_c = None if old is None else contribution(old)
+        for table, dirty, key_of, hourly in (
+            (self.campaigns, self.dirty_campaigns, campaign_key, True),
+            (self.contacts, self.dirty_contacts, contact_key, False),
+        ):
+            nk = key_of(new)
+            if old is not None and old_c is not None:
+                ok = key_of(old)
+                if ok is not None:
+                    agg = table.get(ok)
+                    if agg is not None:
+                        agg.add(old_c, -1, hourly=hourly, horizon=horizon)
+                        dirty.add(ok)
+            if nk is not None:
+                self._agg(table, nk, new.provider).add(new_c, +1, hourly=hourly, horizon=horizon)
+                dirty.add(nk)
+
+    def rebuild(self, states: Iterable[MessageState], now_ms: int) -> None:
+        """Recompute every aggregate from the message states (on assignment)."""
+        self.campaigns.clear()
+        self.contacts.clear()
+        for st in states:
+            self.apply(None, st, now_ms)
+        # After a rebuild every key is published once, so stage 2 holds this owner's view.
+        self.dirty_campaigns = set(self.campaigns)
+        self.dirty_contacts = set(self.contacts)
+
+    def expire(self, now_ms: int) -> None:
+        horizon = now_ms - HOURLY_RETENTION_MS
+        for agg in self.campaigns.values():
+            agg.expire(horizon)
+
+    def take_dirty(self) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+        """Partials of every aggregate changed since the last call; forgets empty aggregates."""
+        out: list[list[tuple[str, dict[str, Any]]]] = [[], []]
+        for i, (table, dirty, kind) in enumerate(
+            ((self.campaigns, self.dirty_campaigns, "campaign"), (self.contacts, self.dirty_contacts, "contact"))
+        ):
+            for key in dirty:
+                agg = table.get(key)
+                if agg is None:
+                    continue
+                self.seq += 1
+                out[i].append((key, agg.to_partial(self.partition, (self.epoch, self.seq), kind=kind)))
+                if agg.messages <= 0:
+                    del table[key]
+            dirty.clear()
+        return out[0], out[1]
+
+
+# ---------------------------------------------------------------------------
+# Stage 2
+
+
+def merge_partial(value: Mapping[str, Any] | None, partial: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The stage-2 value with ``partial`` merged in, or None when it is not newer than what is held.
+
+    ``value`` is ``{"partials": {partition: partial}, "meta": ...}``. A partial
+    of an empty aggregate (n == 0) removes that partition's entry.
+    """
+    partials: Mapping[str, Any] = (value or {}).get("partials") or {}
+    p = str(partial["p"])
+    held = partials.get(p)
+    if held is not None and tuple(held["v"]) >= tuple(partial["v"]):
+        return None
+    new_partials = dict(partials)
+    if partial["n"] <= 0:
+        # Keep a tombstone with the version so an older partial cannot resurrect it.
+        new_partials[p] = {"p": partial["p"], "v": partial["v"], "n": 0}
+    else:
+        new_partials[p] = dict(partial)
+    out = dict(value or {})
+    out["partials"] = new_partials
+    return out
+
+
+class Combined:
+    """The sum of a key's partials (what the API answers)."""
+
+    __slots__ = ("provider", "messages", "counts", "first_at", "last_at", "last_opened_at", "last_clicked_at", "status_at", "hourly")
+
+    def __init__(self) -> None:
+        self.provider: str | None = None
+        self.messages = 0
+        self.counts = [0] * _NC
+        self.first_at: int | None = None
+        self.last_at: int | None = None
+        self.last_opened_at: int | None = None
+        self.last_clicked_at: int | None = None
+        self.status_at: list[int | None] = [None, None, None, None]
+        self.hourly: dict[int, list[int]] = {}
+
+    @property
+    def status(self) -> str:
+        """The latest status that applies; on a tie the more severe one."""
+        best, best_t = "active", None
+        for name, t in zip(STATUSES, self.status_at):
+            if t is not None and (best_t is None or t >= best_t):
+                best, best_t = name, t
+        return best
+
+
+def combine(value: Mapping[str, Any] | None, now_ms: int) -> Combined | None:
+    """Sum the partials of a stage-2 value; None when no partition holds a message of the key."""
+    if not value:
+        return None
+    out = Combined()
+    horizon = now_ms - HOURLY_RETENTION_MS
+    for part in (value.get("partials") or {}).values():
+        if part.get("n", 0) <= 0:
+            continue
+        out.provider = out.provider or part.get("provider")
+        out.messages += part["n"]
+        for i, v in enumerate(part["c"]):
+            out.counts[i] += v
+        out.first_at = _min(out.first_at, part.get("f"))
+        out.last_at = _max(out.last_at, part.get("l"))
+        out.last_opened_at = _max(out.last_opened_at, part.get("lo"))
+        out.last_clicked_at = _max(out.last_clicked_at, part.get("lc"))
+        for i, t in enumerate(part.get("s") or ()):
+            out.status_at[i] = _max(out.status_at[i], t)
+        for hour_s, row in (part.get("h") or {}).items():
+            hour = int(hour_s)
+            if hour < horizon:
+                continue
+            acc = out.hourly.get(hour)
+            if acc is None:
+                out.hourly[hour] = list(row)
+            else:
+                for i, v in enumerate(row):
+                    acc[i] += v
+    if out.messages <= 0:
+        return None
+    return out

@@ -1,0 +1,227 @@
+"""The query API (Faust web): thin views over ``streams.query``.
+
+Every worker serves every endpoint. A campaign or contact lives in one
+partition of the stage-2 tables; a request for a key this worker does not own
+is forwarded once to the owner (``X-Mailpulse-Routed`` stops loops) and its
+answer returned as is. The list endpoint asks every worker for its own
+partitions (``scope=local``) and merges. While a worker recovers its tables it
+answers 503 (its counts would be partial) and ``/readyz`` says not ready.
+Errors are JSON: ``{"error": {"status", "message", "parameter"?}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+import orjson
+from aiokafka.partitioner import murmur2
+from faust.web import View
+from yarl import URL
+
+from streams.app import Streams
+from streams.metrics import CONTENT_TYPE_LATEST
+from streams.query import (
+    QueryError,
+    campaign_answer,
+    contact_answer,
+    hourly_answer,
+    merge_lists,
+    parse_hours,
+    parse_key,
+    parse_limit,
+    parse_order,
+    parse_source,
+)
+from topics.contracts import EVENTS
+
+__all__ = ["install_api", "partition_of"]
+
+log = logging.getLogger(__name__)
+ROUTED_HEADER = "X-Mailpulse-Routed"
+FORWARD_TIMEOUT_S = 10.0
+
+
+def partition_of(key: bytes, partitions: int = EVENTS.partitions) -> int:
+    """Kafka's default (murmur2) partition of a key: where producers put it and Faust's router looks."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def _error(view: Any, status: int, message: str, parameter: str | None = None) -> Any:
+    body: dict[str, Any] = {"status": status, "message": message}
+    if parameter is not None:
+        body["parameter"] = parameter
+    return view.json({"error": body}, status=status)
+
+
+def _json(view: Any, body: Any, status: int = 200) -> Any:
+    return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
+
+
+def install_api(s: Streams) -> None:
+    app = s.app
+    m = s.metrics
+
+    def guarded(endpoint: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+        """Bad input is a 400, never a 500; an unexpected error is logged and answered as JSON."""
+
+        def deco(fun: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            async def get(view: Any, request: Any, **kw: Any) -> Any:
+                try:
+                    resp = await fun(view, request, **kw)
+                except QueryError as exc:
+                    resp = _error(view, 400, str(exc), exc.parameter)
+                except Exception:
+                    log.exception("%s failed", endpoint)
+                    resp = _error(view, 500, "internal error")
+                m.requests.labels(endpoint, str(getattr(resp, "status", 0))).inc()
+                return resp
+
+            return get
+
+        return deco
+
+    async def forward(view: Any, request: Any, dest: URL) -> Any:
+        url = request.url.with_host(dest.host).with_port(dest.port)
+        try:
+            async with app.http_client.get(
+                url, headers={ROUTED_HEADER: "1"}, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
+            ) as resp:
+                body = await resp.read()
+                return view.bytes(body, content_type=resp.content_type, status=resp.status)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return _error(view, 503, f"the worker owning this key ({dest}) did not answer: {type(exc).__name__}")
+
+    def is_self(dest: URL) -> bool:
+        me = URL(str(app.conf.canonical_url))
+        return (dest.host, dest.port) == (me.host, me.port)
+
+    async def keyed(
+        view: Any, request: Any, table: str, key: str, local: Callable[[int, bytes], Any]
+    ) -> Any:
+        kb = key.encode()
+        try:
+            dest = app.router.key_store(table, key)
+        except KeyError:
+            return _error(view, 503, "no worker owns this key yet (rebalancing)")
+        if not is_self(dest):
+            if request.headers.get(ROUTED_HEADER):
+                return _error(view, 503, "ownership of this key is moving (rebalancing)")
+            return await forward(view, request, dest)
+        if not s.ready:
+            return _error(view, 503, "recovering tables: counts would be partial")
+        return local(partition_of(kb), kb)
+
+    def now_ms() -> int:
+        return int(time.time() * 1000)
+
+    def _value(store: Any, partition: int, kb: bytes) -> Any:
+        raw = store.get(partition, kb)
+        return None if raw is None else orjson.loads(raw)
+
+    @app.page("/v1/campaigns/{key}")
+    class CampaignView(View):
+        @guarded("campaign")
+        async def get(self, request: Any, key: str) -> Any:
+            parse_key(key)
+
+            def local(partition: int, kb: bytes) -> Any:
+                body = campaign_answer(key, _value(s.campaign_table, partition, kb), now_ms())
+                if body is None:
+                    return _error(self, 404, f"unknown campaign {key!r}", "key")
+                return _json(self, body)
+
+            return await keyed(self, request, "campaigns", key, local)
+
+    @app.page("/v1/campaigns/{key}/hourly")
+    class HourlyView(View):
+        @guarded("campaign_hourly")
+        async def get(self, request: Any, key: str) -> Any:
+            parse_key(key)
+            hours = parse_hours(request.query)
+
+            def local(partition: int, kb: bytes) -> Any:
+                body = hourly_answer(key, _value(s.campaign_table, partition, kb), hours, now_ms())
+                if body is None:
+                    return _error(self, 404, f"unknown campaign {key!r}", "key")
+                return _json(self, body)
+
+            return await keyed(self, request, "campaigns", key, local)
+
+    @app.page("/v1/contacts/{key}")
+    class ContactView(View):
+        @guarded("contact")
+        async def get(self, request: Any, key: str) -> Any:
+            parse_key(key)
+
+            def local(partition: int, kb: bytes) -> Any:
+                body = contact_answer(key, _value(s.contact_table, partition, kb), now_ms())
+                if body is None:
+                    return _error(self, 404, f"unknown contact {key!r}", "key")
+                return _json(self, body)
+
+            return await keyed(self, request, "contacts", key, local)
+
+    def local_list(source: str | None, limit: int, order: str) -> list[dict[str, Any]]:
+        topic = s.campaign_partials.get_topic_name()
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+        prefix = None if source is None else (source + ":").encode()
+        now = now_ms()
+        items = []
+        for partition in owned:
+            for kb, raw in s.campaign_table.items(partition):
+                if prefix is not None and not kb.startswith(prefix):
+                    continue
+                body = campaign_answer(kb.decode(), orjson.loads(raw), now)
+                if body is not None:
+                    items.append(body)
+        pick = heapq.nlargest if order == "last_event_at" else heapq.nsmallest
+        top = pick(limit, items, key=lambda a: (a["last_event_at"] or "", a["key"]))
+        return list(top)
+
+    @app.page("/v1/campaigns")
+    class CampaignListView(View):
+        @guarded("campaign_list")
+        async def get(self, request: Any) -> Any:
+            q = request.query
+            source, limit, order = parse_source(q), parse_limit(q), parse_order(q)
+            if not s.ready:
+                return _error(self, 503, "recovering tables: counts would be partial")
+            mine = local_list(source, limit, order)
+            if q.get("scope") == "local":
+                return _json(self, {"items": mine})
+            urls = {URL(u) for u in app.assignor._tps_url.values()}
+            others = [u for u in urls if not is_self(u)]
+            lists = [mine]
+            for u in others:
+                target = request.url.with_host(u.host).with_port(u.port).update_query(scope="local")
+                try:
+                    async with app.http_client.get(
+                        target, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
+                    ) as resp:
+                        if resp.status != 200:
+                            return _error(self, 503, f"worker {u} answered {resp.status}")
+                        lists.append((await resp.json())["items"])
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    return _error(self, 503, f"worker {u} did not answer: {type(exc).__name__}")
+            return _json(self, {"items": merge_lists(lists, order, limit), "workers": len(lists)})
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Any) -> Any:
+            return self.bytes(m.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    class HealthView(View):
+        async def get(self, request: Any) -> Any:
+            return _json(self, {"status": "ok"})
+
+    @app.page("/readyz")
+    class ReadyView(View):
+        async def get(self, request: Any) -> Any:
+            ready = s.ready
+            return _json(self, {"ready": ready, "partitions": sorted(s.views)}, status=200 if ready else 503)

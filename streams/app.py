@@ -1,0 +1,172 @@
+"""The Faust app of a worker, built from the one typed ``Config``.
+
+Topology (design B of issue 4, see docs/streams.md)::
+
+    mailpulse.events.v1 (key {source}:{message_id}, 8 partitions)
+      -> stage 1 agent: merge facts into the message table (changelogged, one
+         write per changed message per batch); keep per-partition partial
+         aggregates in memory (PartitionView); every publish_interval publish
+         changed partials, as absolute values, to
+    {app_id}.campaign-partials / {app_id}.contact-partials (key = aggregate key)
+      -> stage 2 agents: keep each key's latest partial per source partition
+         (campaign / contact tables, changelogged) + campaign metadata from
+         mailpulse.campaigns.v1; publish changed answers to the stats topics.
+
+Every name (app id = consumer group, changelogs, internal topics) carries
+``kafka.topic_prefix``, so deployments and test runs sharing a cluster never
+see each other's state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from mailpulse.config import Config
+from streams.aggregates import PartitionView
+from streams.kafka_compat import patch_read_committed
+from streams.metrics import WorkerMetrics
+from streams.tables import PartitionStore
+from topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS, DLQ, EVENTS, topic_name
+
+__all__ = ["Streams", "app_id", "create_app"]
+
+MIB = 1024 * 1024
+#: Faust default for RocksDB max_write_buffer_number; part of the memory bound.
+WRITE_BUFFERS = 2
+
+
+def app_id(config: Config) -> str:
+    return f"{config.kafka.topic_prefix}mailpulse-streams"
+
+
+@dataclass
+class Streams:
+    """Everything the agents and views share: the app, its tables and topics, and in-memory views."""
+
+    config: Config
+    app: faust.App
+    metrics: WorkerMetrics
+    events_topic: Any
+    campaigns_topic: Any
+    campaign_partials: Any
+    contact_partials: Any
+    #: Stage 2 of campaigns reads partials and metadata in one agent: same key, same partition.
+    campaign_inputs: Any
+    messages: PartitionStore
+    campaign_table: PartitionStore
+    contact_table: PartitionStore
+    events_name: str
+    dlq_name: str
+    campaign_stats_name: str
+    contact_stats_name: str
+    #: Stage-1 views by events partition.
+    views: dict[int, PartitionView] = field(default_factory=dict)
+    #: Stage-2 keys changed since the stats were last published -> their partition.
+    dirty_campaigns: dict[bytes, int] = field(default_factory=dict)
+    dirty_contacts: dict[bytes, int] = field(default_factory=dict)
+    #: Set once the first assignment has recovered and views are built.
+    views_ready: bool = False
+
+    @property
+    def ready(self) -> bool:
+        app = self.app
+        return (
+            self.views_ready
+            and not app.rebalancing
+            and not getattr(app, "in_recovery", False)
+            and app.tables.recovery.completed.is_set()
+        )
+
+
+def _raw_table(app: faust.App, name: str, help_: str) -> Any:
+    return app.Table(
+        name,
+        schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        partitions=EVENTS.partitions,
+        help=help_,
+    )
+
+
+def create_app(config: Config) -> Streams:
+    """Build the app, its topics and tables (agents and views are added by ``build_worker``)."""
+    w = config.worker
+    prefix = config.kafka.topic_prefix
+    host = w.advertised_host or ("127.0.0.1" if w.web_host in ("0.0.0.0", "::") else w.web_host)
+    app = faust.App(
+        app_id(config),
+        broker=[f"kafka://{h.strip()}" for h in config.kafka.bootstrap_servers.split(",")],
+        store="rocksdb://",
+        datadir=str(w.data_dir),
+        autodiscover=False,
+        processing_guarantee="at_least_once",
+        topic_partitions=EVENTS.partitions,
+        topic_replication_factor=config.kafka.replication_factor or 1,
+        topic_allow_declare=True,
+        web_enabled=True,
+        web_bind=w.web_host,
+        web_port=w.web_port,
+        canonical_url=f"http://{host}:{w.web_port}",
+        # Contact data is not for anyone who can reach the port (issue 4).
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        # Throughput (faust-notes): big polls and fetches; commits by interval.
+        broker_max_poll_records=10_000,
+        consumer_max_fetch_size=16 * MIB,
+        broker_commit_every=100_000,
+        broker_commit_interval=2.0,
+        producer_linger=0.05,
+        producer_max_batch_size=MIB,
+        broker_session_timeout=w.session_timeout.total_seconds(),
+        broker_heartbeat_interval=w.heartbeat_interval.total_seconds(),
+        broker_rebalance_timeout=w.rebalance_timeout.total_seconds(),
+        broker_request_timeout=max(90.0, w.session_timeout.total_seconds() + 10),
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        rocksdb_options={
+            "block_cache_size": w.rocksdb_block_cache_mb * MIB,
+            "block_cache_compressed_size": 0,
+            "write_buffer_size": w.rocksdb_write_buffer_mb * MIB,
+            "max_write_buffer_number": WRITE_BUFFERS,
+            "max_open_files": 256,
+        },
+    )
+    patch_read_committed(app)
+    internal = f"{app_id(config)}."
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    streams = Streams(
+        config=config,
+        app=app,
+        metrics=WorkerMetrics(),
+        events_topic=app.topic(topic_name(EVENTS, prefix), **raw),
+        campaigns_topic=app.topic(topic_name(CAMPAIGNS, prefix), **raw),
+        campaign_partials=app.topic(internal + "campaign-partials", partitions=EVENTS.partitions, internal=True, **raw),
+        contact_partials=app.topic(internal + "contact-partials", partitions=EVENTS.partitions, internal=True, **raw),
+        campaign_inputs=app.topic(
+            internal + "campaign-partials",
+            topic_name(CAMPAIGNS, prefix),
+            partitions=EVENTS.partitions,
+            internal=True,
+            **raw,
+        ),
+        messages=PartitionStore(app, _raw_table(app, "messages", "Per-message state, keyed {source}:{message_id}.")),
+        campaign_table=PartitionStore(app, _raw_table(app, "campaigns", "Per-campaign partials and metadata.")),
+        contact_table=PartitionStore(app, _raw_table(app, "contacts", "Per-contact partials.")),
+        events_name=topic_name(EVENTS, prefix),
+        dlq_name=topic_name(DLQ, prefix),
+        campaign_stats_name=topic_name(CAMPAIGN_STATS, prefix),
+        contact_stats_name=topic_name(CONTACT_STATS, prefix),
+    )
+    return streams
+
+
+def memory_bound_mb(config: Config, tables: int = 3) -> int:
+    """Upper bound of RocksDB memory of a worker owning every partition (see docs/streams.md)."""
+    w = config.worker
+    per_db = w.rocksdb_block_cache_mb + w.rocksdb_write_buffer_mb * WRITE_BUFFERS
+    return tables * EVENTS.partitions * per_db

@@ -1,0 +1,72 @@
+"""``mailpulse worker --config FILE``: run the streams worker (Faust app + query API)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from typing import Any
+
+from mailpulse.config import Config, load_config
+
+__all__ = ["build_worker", "register", "run_worker"]
+
+# Faust's level names -> logging's.
+_LEVELS = {"crit": "CRITICAL", "error": "ERROR", "warn": "WARNING", "info": "INFO", "debug": "DEBUG"}
+
+
+def build_worker(config: Config) -> Any:
+    """The app with its agents and API installed (a ``streams.app.Streams``)."""
+    from streams.agents import install_agents
+    from streams.api import install_api
+    from streams.app import create_app
+
+    streams = create_app(config)
+    install_agents(streams)
+    install_api(streams)
+    return streams
+
+
+def run_worker(config: Config) -> int:
+    import faust
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        uvloop = None
+    if uvloop is not None:
+        # uvloop is worth ~20% on Faust's per-event loop (faust-notes).
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    config.worker.data_dir.mkdir(parents=True, exist_ok=True)
+    streams = build_worker(config)
+    worker = faust.Worker(
+        streams.app,
+        loglevel=_LEVELS[config.worker.log_level],
+        loop=loop,
+        override_logging=False,
+    )
+    logging.getLogger(__name__).info(
+        "worker %s: API on %s", streams.app.conf.id, streams.app.conf.canonical_url
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    return run_worker(config)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run the streams worker: per-message, per-campaign and per-contact state and the query API",
+        description="Run the Faust worker reading mailpulse.events.v1; several workers share the partitions.",
+    )
+    parser.add_argument("--config", default=None, help="config file (default: $MAILPULSE_CONFIG)")
+    parser.set_defaults(func=_run)

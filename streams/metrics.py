@@ -1,0 +1,61 @@
+"""Prometheus metrics of a worker: names defined once here; agents only inc()/observe()/set()."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "WorkerMetrics"]
+
+
+@dataclass
+class WorkerMetrics:
+    """One registry per app, so several apps in one process (tests) never collide."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.events = Counter(
+            "mailpulse_stream_events_total",
+            "Events read from the events topic, by result (new: changed a message; duplicate: added nothing; invalid: sent to the DLQ).",
+            ["result"],
+            registry=r,
+        )
+        self.state_writes = Counter(
+            "mailpulse_stream_state_writes_total", "Table writes (one changelog record each), by table.", ["table"], registry=r
+        )
+        self.partials = Counter(
+            "mailpulse_stream_partials_published_total", "Stage-1 partial aggregates published, by kind.", ["kind"], registry=r
+        )
+        self.partials_stale = Counter(
+            "mailpulse_stream_partials_ignored_total",
+            "Stage-2 partials ignored because a newer version was held (replays, old owners).",
+            ["kind"],
+            registry=r,
+        )
+        self.stats = Counter(
+            "mailpulse_stream_stats_published_total", "Records published to the stats topics, by kind.", ["kind"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            "mailpulse_stream_batch_seconds",
+            "Time to process one batch, by stage.",
+            ["stage"],
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.partitions = Gauge(
+            "mailpulse_stream_partitions", "Events partitions this worker owns and has a view of.", registry=r
+        )
+        self.ready = Gauge("mailpulse_stream_ready", "1 once tables have recovered and views are built.", registry=r)
+        self.rebuilds = Counter(
+            "mailpulse_stream_view_rebuilds_total", "Partition views rebuilt from the message table.", registry=r
+        )
+        self.requests = Counter(
+            "mailpulse_api_requests_total", "API requests, by endpoint and status.", ["endpoint", "status"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
