@@ -23,6 +23,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "topics.cli",
     "connectors.cli",
     "streams.cli",
+    "mailpulse.simulators.cli",
 )
 
 

@@ -587,11 +587,11 @@ async def export_campaigns(request: web.Request) -> web.Response:
     setting = sim.settings.smartersends_export_method
     documented = (path == EXPORT_POST_PATH and method == "POST") or (path == EXPORT_GET_PATH and method == "GET")
     if not documented or setting not in ("both", method):
-        supported = "GET, HEAD" if path == EXPORT_GET_PATH and setting in ("GET", "both") else "POST" if path == EXPORT_POST_PATH and setting in ("POST", "both") else "none"
+        supported = "POST" if method == "GET" else "GET, HEAD"
         return json_response(
             {"message": f"The {method} method is not supported for route {path.lstrip('/')}. Supported methods: {supported}."},
             status=405,
-            headers={"Allow": supported.replace("none", "")},
+            headers={"Allow": supported},
         )
     params: dict[str, Any] = dict(request.query)
     if method == "POST" and request.can_read_body:
