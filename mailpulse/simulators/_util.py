@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 import random
 import re
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence, TypeVar
 
 import orjson
 from aiohttp import web
@@ -35,6 +34,8 @@ __all__ = [
     "parse_iso_us",
     "parse_loose",
     "seeded_uuid",
+    "ri",
+    "pick",
     "json_response",
     "add_months",
     "lognormal_ms",
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+T = TypeVar("T")
 MS = 1
 SECOND = 1000
 MINUTE = 60 * SECOND
@@ -67,31 +69,45 @@ def td_ms(td: timedelta) -> int:
     return td // timedelta(milliseconds=1)
 
 
-# Records share timestamps (campaign blasts, same-second events): caching the
-# formatting keeps rendering 100k records cheap.
-@lru_cache(maxsize=131072)
+@lru_cache(maxsize=8192)
+def _day(days: int) -> str:
+    return (_EPOCH_DATE + timedelta(days=days)).isoformat()
+
+
+_EPOCH_DATE = date(1970, 1, 1)
+
+
+def _split(ms: int) -> tuple[str, int, int, int, int]:
+    days, rem = divmod(ms, DAY)
+    h, rem = divmod(rem, HOUR)
+    m, rem = divmod(rem, MINUTE)
+    s, milli = divmod(rem, SECOND)
+    return _day(days), h, m, s, milli
+
+
+# Hand-rolled rather than strftime: rendering 100k records is dominated by timestamp formatting.
 def iso_ms(ms: int) -> str:
     """SmartCQ: ``2026-05-10T08:00:00.000Z``."""
-    dt = from_ms(ms)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    d, h, m, s, milli = _split(ms)
+    return f"{d}T{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
 
 
-@lru_cache(maxsize=131072)
 def iso_s(ms: int) -> str:
     """SuperSend: ``2025-11-27T10:30:00Z``."""
-    return from_ms(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+    d, h, m, s, _ = _split(ms)
+    return f"{d}T{h:02d}:{m:02d}:{s:02d}Z"
 
 
-@lru_cache(maxsize=32768)
 def iso_us(ms: int) -> str:
     """SmarterSends (Laravel): ``2026-02-01T09:00:00.000000Z``."""
-    return from_ms(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{(ms % 1000) * 1000:06d}Z"
+    d, h, m, s, milli = _split(ms)
+    return f"{d}T{h:02d}:{m:02d}:{s:02d}.{milli:03d}000Z"
 
 
-@lru_cache(maxsize=131072)
 def sql_s(ms: int) -> str:
     """SMTPeter and SmarterSends exports: ``YYYY-MM-DD hh:mm:ss`` (UTC)."""
-    return from_ms(ms).strftime("%Y-%m-%d %H:%M:%S")
+    d, h, m, s, _ = _split(ms)
+    return f"{d} {h:02d}:{m:02d}:{s:02d}"
 
 
 def parse_iso_us(value: str, name: str) -> int:
@@ -142,7 +158,24 @@ def add_months(d: date, months: int) -> date:
 
 
 def seeded_uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    """A version-4 UUID string from the seeded generator (the bits ``uuid.UUID(version=4)`` would set, faster)."""
+    n = (rng.getrandbits(128) & _UUID_CLEAR) | _UUID_SET
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_UUID_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
+_UUID_SET = (0x8000 << 48) | (4 << 76)
+
+
+def ri(rng: random.Random, lo: int, hi: int) -> int:
+    """Like ``rng.randint(lo, hi)`` (inclusive), about three times cheaper."""
+    return lo + int(rng.random() * (hi - lo + 1))
+
+
+def pick(rng: random.Random, seq: Sequence[T]) -> T:
+    """Like ``rng.choice(seq)``, cheaper."""
+    return seq[int(rng.random() * len(seq))]
 
 
 def lognormal_ms(rng: random.Random, median_ms: float, sigma: float, cap_ms: int) -> int:

@@ -27,6 +27,8 @@ from mailpulse.simulators._util import (
     iso_ms,
     json_response,
     lognormal_ms,
+    pick,
+    ri,
     parse_iso_us,
     seeded_uuid,
     td_ms,
@@ -135,7 +137,7 @@ def generate(config: SimulatorConfig) -> SmartCQData:
     def blasts(budget: int, lo: int, hi: int) -> int:
         used = 0
         while budget - used >= 20:
-            k = min(budget - used, rng.randint(20, 400))
+            k = min(budget - used, ri(rng, 20, 180))
             instant = lo + rng.randrange(max(1, (hi - lo) // MINUTE)) * MINUTE
             cid = seeded_uuid(rng)
             campaigns.append(cid)
@@ -159,16 +161,18 @@ def generate(config: SimulatorConfig) -> SmartCQData:
 
     sends: list[Send] = []
     for instant, cid, k in plan:
-        members = rng.sample(pool, k) if k <= len(pool) else [rng.choice(pool) for _ in range(k)]
+        members = rng.sample(pool, k) if k <= len(pool) else [pick(rng, pool) for _ in range(k)]
         for rank, contact in enumerate(members):
             # A blast leaves at a steady rate after a short queueing delay.
-            sent_at = instant + SECOND + rank * 15 + rng.randrange(500)
+            sent_at = instant + SECOND + rank * 15 + int(rng.random() * 500)
             sends.append(_send(rng, bad_rng, cid, contact, instant, sent_at))
     for count, lo, hi in ((n_hist - used_hist, t0, clock), (n_future - used_future, clock + 1, end)):
         for _ in range(max(0, count)):
-            created = rng.randint(lo, hi)
-            contact = rng.choice(pool)
-            sends.append(_send(rng, bad_rng, rng.choice(automations), contact, created, created + rng.randint(200, 3000)))
+            created = ri(rng, lo, hi)
+            contact = pick(rng, pool)
+            # A few wait in the queue for hours (throttled): "queued" is a state one can observe.
+            queued = ri(rng, HOUR, 12 * HOUR) if rng.random() < 0.02 else ri(rng, 200, 3000)
+            sends.append(_send(rng, bad_rng, pick(rng, automations), contact, created, created + queued))
     sends.sort(key=lambda s: (s.created, s.id))
 
     # Contacts follow their sends: a hard bounce or a complaint changes emailStatus.
@@ -194,40 +198,40 @@ def generate(config: SimulatorConfig) -> SmartCQData:
 def _contacts(rng: random.Random, bad_rng: random.Random, n: int, t0: int, clock: int, end: int) -> list[Contact]:
     out: list[Contact] = []
     # A few imports: contacts created at one exact instant (a tie for the descending cursor).
-    imports = [t0 - rng.randint(1, 170) * DAY + rng.randrange(DAY) // SECOND * SECOND for _ in range(3)]
+    imports = [t0 - ri(rng, 1, 170) * DAY + int(rng.random() * DAY) // SECOND * SECOND for _ in range(3)]
     for i in range(n):
         r = rng.random()
         if r < 0.05:
-            created, source = rng.randint(clock + 1, end), "form"
+            created, source = ri(rng, clock + 1, end), "form"
         elif r < 0.15:
             created, source = imports[i % 3], "import"
         else:
-            created, source = rng.randint(t0 - 180 * DAY, clock), rng.choice(("manual", "form", "api"))
-        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+            created, source = ri(rng, t0 - 180 * DAY, clock), pick(rng, ("manual", "form", "api"))
+        first, last = pick(rng, _FIRST), pick(rng, _LAST)
         c = Contact(
             id=seeded_uuid(rng),
-            email=f"{first.lower()}.{last.lower()}{i}@{rng.choice(_DOMAINS)}",
+            email=f"{first.lower()}.{last.lower()}{i}@{pick(rng, _DOMAINS)}",
             first=first,
             last=last,
             source=source,
-            consent=rng.choice(("contract", "consent", "legitimate_interest")),
-            tags=rng.sample(_TAGS, rng.randint(0, 2)),
-            acquired=created - rng.randrange(30 * DAY),
+            consent=pick(rng, ("contract", "consent", "legitimate_interest")),
+            tags=rng.sample(_TAGS, ri(rng, 0, 2)),
+            acquired=created - int(rng.random() * 30 * DAY),
             created=created,
             ubad=bad_rng.random(),
         )
         initial = "pending_review" if rng.random() < 0.05 else "active"
         c.changes.append((created, "emailStatus", initial))
-        c.changes.append((created, "stage", rng.choice(STAGES[:3])))
+        c.changes.append((created, "stage", pick(rng, STAGES[:3])))
         c.changes.append((created, "archivedAt", None))
         if initial == "pending_review":
-            c.changes.append((created + rng.randint(HOUR, 5 * DAY), "emailStatus", "active"))
+            c.changes.append((created + ri(rng, HOUR, 5 * DAY), "emailStatus", "active"))
         if rng.random() < 0.15:
-            c.changes.append((rng.randint(created, end), "stage", rng.choice(STAGES[1:])))
+            c.changes.append((ri(rng, created, end), "stage", pick(rng, STAGES[1:])))
         if rng.random() < 0.03:
-            c.changes.append((rng.randint(created, end), "emailStatus", "unsubscribed"))
+            c.changes.append((ri(rng, created, end), "emailStatus", "unsubscribed"))
         if rng.random() < 0.03:
-            at = rng.randint(created, end)
+            at = ri(rng, created, end)
             c.changes.append((at, "archivedAt", iso_ms(at)))
         out.append(c)
     out.sort(key=lambda c: (c.created, c.id))
@@ -244,25 +248,25 @@ def _send(rng: random.Random, bad_rng: random.Random, cid: str, contact: Contact
         sent = sent_at
         timeline.append((sent, "sent", None))
         if r < 0.025:
-            timeline.append((sent + rng.randint(SECOND, 30 * SECOND), "failed", "421 4.4.2 Connessione scaduta"))
+            timeline.append((sent + ri(rng, SECOND, 30 * SECOND), "failed", "421 4.4.2 Connessione scaduta"))
         elif r < 0.065:
-            timeline.append((sent + rng.randint(SECOND, MINUTE), "bounced", rng.choice(_BOUNCES)))
+            timeline.append((sent + ri(rng, SECOND, MINUTE), "bounced", pick(rng, _BOUNCES)))
         else:
             if r < 0.095:
-                deferred = sent + rng.randint(2 * SECOND, 20 * SECOND)
+                deferred = sent + ri(rng, 2 * SECOND, 20 * SECOND)
                 timeline.append((deferred, "delayed", "451 4.7.1 Greylisting, riprovare più tardi"))
-                delivered = deferred + rng.randint(10 * MINUTE, 6 * HOUR)
+                delivered = deferred + ri(rng, 10 * MINUTE, 36 * HOUR)
             else:
-                delivered = sent + rng.randint(300, 8 * SECOND)
+                delivered = sent + ri(rng, 300, 8 * SECOND)
             timeline.append((delivered, "delivered", None))
             if rng.random() < 0.45:
                 opened = delivered + lognormal_ms(rng, 2 * HOUR, 1.6, 6 * DAY)
                 timeline.append((opened, "opened", None))
                 if rng.random() < 0.35:
-                    clicked = opened + rng.randint(3 * SECOND, 2 * HOUR)
+                    clicked = opened + ri(rng, 3 * SECOND, 2 * HOUR)
                     timeline.append((clicked, "clicked", None))
             if rng.random() < 0.006:
-                timeline.append((delivered + rng.randint(10 * MINUTE, 2 * DAY), "complained", None))
+                timeline.append((delivered + ri(rng, 10 * MINUTE, 2 * DAY), "complained", None))
             timeline.sort(key=lambda t: t[0])
     return Send(
         id=seeded_uuid(rng),

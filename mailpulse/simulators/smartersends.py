@@ -30,6 +30,8 @@ from mailpulse.simulators._util import (
     iso_us,
     json_response,
     lognormal_ms,
+    pick,
+    ri,
     parse_loose,
     sql_s,
     td_ms,
@@ -138,14 +140,14 @@ def generate(config: SimulatorConfig) -> SmarterSendsData:
     clock = t0 + td_ms(config.history)
     end = clock + td_ms(config.horizon)
 
-    def pick(lo: int) -> int:
+    def created_after(lo: int) -> int:
         if end > clock and rng.random() < config.future_fraction:
-            return rng.randint(clock + 1, end)
-        return rng.randint(lo, clock)
+            return ri(rng, clock + 1, end)
+        return ri(rng, lo, clock)
 
     campaigns: list[Campaign] = []
     for i in range(max(12, config.size // 40)):
-        created = pick(t0 - 20 * DAY) // 1000 * 1000
+        created = created_after(t0 - 20 * DAY) // 1000 * 1000
         kind = "sms" if rng.random() < 0.12 else "email"
         statuses: list[tuple[int, str]] = []
         send_time: int | None = None
@@ -155,23 +157,23 @@ def generate(config: SimulatorConfig) -> SmarterSendsData:
         else:
             if r < 0.2:
                 statuses.append((created, "Pending"))
-                reviewed = created + rng.randint(HOUR, DAY)
+                reviewed = created + ri(rng, HOUR, DAY)
                 statuses.append((reviewed, "Reviewed"))
-                scheduled = reviewed + rng.randint(MINUTE, 6 * HOUR)
+                scheduled = reviewed + ri(rng, MINUTE, 6 * HOUR)
             else:
                 statuses.append((created, "Draft"))
-                scheduled = created + rng.randint(10 * MINUTE, 2 * DAY)
+                scheduled = created + ri(rng, 10 * MINUTE, 2 * DAY)
             statuses.append((scheduled, "Scheduled"))
-            send_time = (scheduled + rng.randint(HOUR, 5 * DAY)) // MINUTE * MINUTE
+            send_time = (scheduled + ri(rng, HOUR, 5 * DAY)) // MINUTE * MINUTE
             outcome = rng.random()
             if outcome < 0.04:
-                statuses.append((rng.randint(scheduled, send_time), "Canceled"))
+                statuses.append((ri(rng, scheduled, send_time), "Canceled"))
             elif outcome < 0.08:
-                statuses.append((send_time + rng.randint(1000, 10 * MINUTE), "Failed"))
+                statuses.append((send_time + ri(rng, 1000, 10 * MINUTE), "Failed"))
             else:
                 statuses.append((send_time, "Sent"))
-        name = f"{rng.choice(_NAMES)} #{i + 1}"
-        group = rng.randrange(len(_GROUPS))
+        name = f"{pick(rng, _NAMES)} #{i + 1}"
+        group = int(rng.random() * len(_GROUPS))
         campaigns.append(
             Campaign(
                 id=i + 1,
@@ -181,26 +183,26 @@ def generate(config: SimulatorConfig) -> SmarterSendsData:
                 from_name="Acme",
                 from_address="news@acme.example",
                 reply_to="support@acme.example",
-                template=rng.choice(_TEMPLATES) if kind == "email" else None,
+                template=pick(rng, _TEMPLATES) if kind == "email" else None,
                 group=group,
-                user=rng.choice(_USERS),
+                user=pick(rng, _USERS),
                 created=created,
                 send_time=send_time,
                 statuses=tuple(statuses),
-                sent_mailing_id=70000 + i * 7 + rng.randrange(7) if statuses[-1][1] == "Sent" else None,
+                sent_mailing_id=70000 + i * 7 + int(rng.random() * 7) if statuses[-1][1] == "Sent" else None,
                 ubad=bad_rng.random(),
             )
         )
 
     conversations: list[Conversation] = []
     for _ in range(max(30, config.size // 20)):
-        created = pick(t0 - 40 * DAY)
+        created = created_after(t0 - 40 * DAY)
         inbound, outbound, reads = [created], [], []
         at = created
-        for _turn in range(rng.randint(1, 4)):
+        for _turn in range(ri(rng, 1, 4)):
             if rng.random() < 0.2:
                 break  # never answered (yet)
-            read = at + rng.randint(MINUTE, 2 * HOUR)
+            read = at + ri(rng, MINUTE, 2 * HOUR)
             reads.append(read)
             at = read + lognormal_ms(rng, 45 * MINUTE, 1.2, 3 * DAY)
             outbound.append(at)
@@ -208,11 +210,11 @@ def generate(config: SimulatorConfig) -> SmarterSendsData:
                 break
             at += lognormal_ms(rng, 3 * HOUR, 1.2, 4 * DAY)
             inbound.append(at)
-        reminders = tuple(sorted(rng.randint(created, created + 3 * DAY) for _ in range(rng.choice((0, 0, 0, 1, 2)))))
-        escalations = (created + rng.randint(HOUR, 2 * DAY),) if rng.random() < 0.08 else ()
-        closed = max(inbound + outbound) + rng.randint(HOUR, 4 * DAY) if rng.random() < 0.5 else None
+        reminders = tuple(sorted(ri(rng, created, created + 3 * DAY) for _ in range(pick(rng, (0, 0, 0, 1, 2)))))
+        escalations = (created + ri(rng, HOUR, 2 * DAY),) if rng.random() < 0.08 else ()
+        closed = max(inbound + outbound) + ri(rng, HOUR, 4 * DAY) if rng.random() < 0.5 else None
         conversations.append(
-            Conversation(created, rng.randrange(len(_GROUPS)), tuple(inbound), tuple(outbound), tuple(reads), reminders, escalations, closed)
+            Conversation(created, int(rng.random() * len(_GROUPS)), tuple(inbound), tuple(outbound), tuple(reads), reminders, escalations, closed)
         )
 
     events: list[CalendarEvent] = []
@@ -221,24 +223,24 @@ def generate(config: SimulatorConfig) -> SmarterSendsData:
     for c in sends:
         specs.append((c.statuses[0][0], _one_time(f"Send: {c.name}", c.send_time or 0, 30 * MINUTE, [c.group], f"Scheduled send of campaign {c.id}")))
     for k in range(max(4, config.size // 400)):
-        created = pick(t0 - 30 * DAY) // 1000 * 1000
-        starts = (created + rng.randint(DAY, 10 * DAY)) // HOUR * HOUR
+        created = created_after(t0 - 30 * DAY) // 1000 * 1000
+        starts = (created + ri(rng, DAY, 10 * DAY)) // HOUR * HOUR
         if k % 2:
-            fields = _one_time(rng.choice(("Team Sync", "Quarterly review", "Content planning")), starts, HOUR, [rng.randrange(len(_GROUPS))], "Planning meeting")
+            fields = _one_time(pick(rng, ("Team Sync", "Quarterly review", "Content planning")), starts, HOUR, [int(rng.random() * len(_GROUPS))], "Planning meeting")
         else:
             fields = _one_time("Weekly Training", starts, HOUR, [], "Recurring training")
-            fields.update(repeats=True, repeat_type="weekly", repeat_interval=1, repeat_days=["MO"], max_occurrences=rng.choice((None, 8)), all_groups=True)
+            fields.update(repeats=True, repeat_type="weekly", repeat_interval=1, repeat_days=["MO"], max_occurrences=pick(rng, (None, 8)), all_groups=True)
         specs.append((created, fields))
     for i, (created, fields) in enumerate(specs):
         versions = [(created, fields)]
         if rng.random() < 0.3:
-            moved_at = rng.randint(created, created + 5 * DAY)
-            shift = rng.choice((-1, 1, 2)) * DAY
+            moved_at = ri(rng, created, created + 5 * DAY)
+            shift = pick(rng, (-1, 1, 2)) * DAY
             moved = dict(fields)
             moved["start_date"] = fields["start_date"] + shift
             moved["end_date"] = fields["end_date"] + shift if fields["end_date"] is not None else None
             versions.append((moved_at, moved))
-        deleted = rng.randint(created, created + 6 * DAY) if rng.random() < 0.1 else None
+        deleted = ri(rng, created, created + 6 * DAY) if rng.random() < 0.1 else None
         events.append(CalendarEvent(i + 1, created, deleted, tuple(versions), bad_rng.random()))
     return SmarterSendsData(campaigns=campaigns, conversations=conversations, events=events)
 

@@ -25,6 +25,8 @@ from mailpulse.simulators._util import (
     from_ms,
     json_response,
     lognormal_ms,
+    pick,
+    ri,
     sql_s,
     td_ms,
     to_ms,
@@ -128,14 +130,14 @@ def generate(config: SimulatorConfig) -> SMTPeterData:
     clock = t0 + td_ms(config.history)
     end = clock + td_ms(config.horizon)
     n = config.size
-    recipients = [f"user{i}@{rng.choice(('example.com', 'example.nl', 'example.it'))}" for i in range(max(10, n // 3))]
+    recipients = [f"user{i}@{pick(rng, ('example.com', 'example.nl', 'example.it'))}" for i in range(max(10, n // 3))]
 
     # Newsletter issues go out in batches (about 20 attempts per second); the rest one by one.
     starts: list[tuple[int, int]] = []  # (attempt time, category)
     n_news = int(n * _CATEGORIES[0][0])
     while len(starts) < n_news:
         issue = _pick_time(rng, t0, clock, end, config.future_fraction) // HOUR * HOUR
-        for rank in range(min(n_news - len(starts), rng.randint(50, 300))):
+        for rank in range(min(n_news - len(starts), ri(rng, 50, 300))):
             starts.append((issue + rank // 20 * SECOND, 0))
     while len(starts) < n:
         cat = 1 if rng.random() < _CATEGORIES[1][0] / (1 - _CATEGORIES[0][0]) else 2
@@ -144,15 +146,15 @@ def generate(config: SimulatorConfig) -> SMTPeterData:
     events: list[tuple[int, int, str, tuple[Any, ...], float]] = []
     for i, (sent, cat) in enumerate(starts):
         _, tag_choices, templates = _CATEGORIES[cat]
-        tags = rng.choice(tag_choices)
+        tags = pick(rng, tag_choices)
         mid = f"{rng.getrandbits(96):024x}"
         msg = Message(
             id=mid,
-            recipient=rng.choice(recipients),
+            recipient=pick(rng, recipients),
             envelope=f"bounce+{mid[:10]}@bounces.acme.example",
             tags=tags,
             tagset=frozenset(tags.split(";")),
-            template=rng.choice(templates),
+            template=pick(rng, templates),
             sent=sent,
         )
         messages.append(msg)
@@ -170,49 +172,49 @@ def generate(config: SimulatorConfig) -> SMTPeterData:
 def _pick_time(rng: random.Random, t0: int, clock: int, end: int, future_fraction: float) -> int:
     """A creation time: in the history, or (with probability future_fraction) after the clock start."""
     if end > clock and rng.random() < future_fraction:
-        return rng.randint(clock + 1, end)
-    return rng.randint(t0, clock)
+        return ri(rng, clock + 1, end)
+    return ri(rng, t0, clock)
 
 
 def _lifecycle(rng: random.Random, sent: int) -> list[tuple[int, str, tuple[Any, ...]]]:
     out: list[tuple[int, str, tuple[Any, ...]]] = [(sent, "attempt", ())]
-    mx = f"203.0.113.{rng.randint(1, 254)}"
-    out_ip = f"185.62.1.{rng.randint(1, 30)}"
+    mx = f"203.0.113.{ri(rng, 1, 254)}"
+    out_ip = f"185.62.1.{ri(rng, 1, 30)}"
     r = rng.random()
     if r < 0.03:
         if rng.random() < 0.7:
-            code, status, text, state = rng.choice(_HARD)
-            out.append((sent + rng.randint(1, 20) * SECOND, "failure", (0, out_ip, mx, "permanent", code, status, text, state)))
+            code, status, text, state = pick(rng, _HARD)
+            out.append((sent + ri(rng, 1, 20) * SECOND, "failure", (0, out_ip, mx, "permanent", code, status, text, state)))
         else:
-            code, status, text, state = rng.choice(_SOFT)
-            gave_up = sent + rng.randint(DAY, 3 * DAY)
-            out.append((gave_up, "failure", (rng.randint(5, 12), out_ip, mx, "temporary", code, status, text, state)))
+            code, status, text, state = pick(rng, _SOFT)
+            gave_up = sent + ri(rng, DAY, 3 * DAY)
+            out.append((gave_up, "failure", (ri(rng, 5, 12), out_ip, mx, "temporary", code, status, text, state)))
         return out
-    attempt = 0 if rng.random() < 0.95 else rng.randint(1, 3)
-    delivered = sent + rng.randint(1, 20) * SECOND + attempt * rng.randint(5, 30) * MINUTE
+    attempt = 0 if rng.random() < 0.95 else ri(rng, 1, 3)
+    delivered = sent + ri(rng, 1, 20) * SECOND + attempt * ri(rng, 5, 30) * MINUTE
     out.append((delivered, "delivery", (attempt, out_ip, mx)))
     if rng.random() < 0.02:
-        out.append((delivered + rng.randint(MINUTE, 6 * HOUR), "bounce", (_DSN,)))
+        out.append((delivered + ri(rng, MINUTE, 6 * HOUR), "bounce", (_DSN,)))
         return out
     if rng.random() < 0.015:
-        out.append((delivered + rng.randint(5 * MINUTE, 2 * HOUR), "response", (_OOO,)))
+        out.append((delivered + ri(rng, 5 * MINUTE, 2 * HOUR), "response", (_OOO,)))
     if rng.random() < 0.45:
         at = delivered + lognormal_ms(rng, 3 * HOUR, 1.6, 10 * DAY)
         opens: list[int] = []
-        for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
+        for _ in range(pick(rng, (1, 1, 1, 2, 2, 3, 4))):
             opens.append(at)
-            extra = (f"198.51.100.{rng.randint(1, 254)}", rng.randrange(len(_AGENTS)), rng.randrange(len(_GEO)), "https")
+            extra = (f"198.51.100.{ri(rng, 1, 254)}", int(rng.random() * len(_AGENTS)), int(rng.random() * len(_GEO)), "https")
             out.append((at, "open", extra))
             if rng.random() < 0.04:
                 out.append((at, "open", extra))  # the same pixel fetch logged twice: an identical duplicate
-            at += rng.randint(MINUTE, 2 * DAY)
+            at += ri(rng, MINUTE, 2 * DAY)
         if rng.random() < 0.3:
-            for _ in range(rng.choice((1, 1, 2))):
-                clicked = rng.choice(opens) + rng.randint(5 * SECOND, HOUR)
-                extra = (f"198.51.100.{rng.randint(1, 254)}", rng.randrange(len(_AGENTS)), rng.randrange(len(_GEO)), "https", rng.randrange(len(_URLS)))
+            for _ in range(pick(rng, (1, 1, 2))):
+                clicked = pick(rng, opens) + ri(rng, 5 * SECOND, HOUR)
+                extra = (f"198.51.100.{ri(rng, 1, 254)}", int(rng.random() * len(_AGENTS)), int(rng.random() * len(_GEO)), "https", int(rng.random() * len(_URLS)))
                 out.append((clicked, "click", extra))
     if rng.random() < 0.004:
-        out.append((delivered + rng.randint(HOUR, 3 * DAY), "abuse", ()))
+        out.append((delivered + ri(rng, HOUR, 3 * DAY), "abuse", ()))
     return out
 
 

@@ -27,6 +27,8 @@ from mailpulse.simulators._util import (
     iso_s,
     json_response,
     lognormal_ms,
+    pick,
+    ri,
     parse_iso_us,
     seeded_uuid,
     td_ms,
@@ -111,7 +113,7 @@ def generate(config: SimulatorConfig) -> SuperSendData:
     ]
     contacts = []
     for i in range(max(10, config.size // 2)):
-        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        first, last = pick(rng, _FIRST), pick(rng, _LAST)
         contacts.append(
             {
                 "id": seeded_uuid(rng),
@@ -128,12 +130,12 @@ def generate(config: SimulatorConfig) -> SuperSendData:
 
     rows: list[Row] = []
     for _ in range(config.size):
-        sent = rng.randint(clock + 1, end) if end > clock and rng.random() < config.future_fraction else rng.randint(t0, clock)
+        sent = ri(rng, clock + 1, end) if end > clock and rng.random() < config.future_fraction else ri(rng, t0, clock)
         sent = sent // SECOND * SECOND
         if rng.random() < 0.9:
-            rows.extend(_email_flow(rng, bad_rng, sent, rng.randrange(4), rng.randrange(len(contacts)), rng.randrange(len(senders)), campaigns))
+            rows.extend(_email_flow(rng, bad_rng, sent, int(rng.random() * 4), int(rng.random() * len(contacts)), int(rng.random() * len(senders)), campaigns))
         else:
-            rows.extend(_linkedin_flow(rng, bad_rng, sent, rng.randrange(len(contacts)), rng.randrange(len(senders))))
+            rows.extend(_linkedin_flow(rng, bad_rng, sent, int(rng.random() * len(contacts)), int(rng.random() * len(senders))))
     rows.sort(key=lambda r: (r.date, r.id))
     return SuperSendData(
         rows=rows,
@@ -150,37 +152,37 @@ _NO_FLAGS = (False, False, False, False, False, False, False)
 
 
 def _email_flow(rng: random.Random, bad_rng: random.Random, sent: int, campaign: int, contact: int, sender: int, campaigns: list[dict[str, Any]]) -> list[Row]:
-    step = rng.randint(1, 3)
+    step = ri(rng, 1, 3)
     subject = _SUBJECTS[step - 1].format(c=campaigns[campaign]["name"])
     email_id, thread_id = seeded_uuid(rng), seeded_uuid(rng)
 
     def row(kind: str, at: int, flags: tuple[bool, ...] = _NO_FLAGS, updates: tuple[tuple[int, str], ...] = ()) -> Row:
         return Row(seeded_uuid(rng), kind, "email", at // SECOND * SECOND, step, campaign, contact, sender, email_id, thread_id, subject, flags, updates, bad_rng.random())  # type: ignore[arg-type]
 
-    out = [row("scheduled", sent - rng.randint(5 * MINUTE, DAY))]
+    out = [row("scheduled", sent - ri(rng, 5 * MINUTE, DAY))]
     updates: list[tuple[int, str]] = []
     if rng.random() < 0.03:
-        bounced = sent + rng.randint(5 * SECOND, 10 * MINUTE)
+        bounced = sent + ri(rng, 5 * SECOND, 10 * MINUTE)
         updates.append((bounced, "bounce"))
         out.append(row("bounce", bounced, (False, False, False, True, False, False, False)))
     else:
         if rng.random() < 0.4:
             at = sent + lognormal_ms(rng, 2 * HOUR, 1.5, 6 * DAY)
             clicks_on = rng.random() < 0.3
-            for k in range(rng.choice((1, 1, 2, 3))):
+            for k in range(pick(rng, (1, 1, 2, 3))):
                 clicked = clicks_on and k == 0
                 updates.append((at, "open"))
                 if clicked:
                     updates.append((at, "click"))
                 out.append(row("open", at, (True, clicked, False, False, False, False, False)))
-                at += rng.randint(MINUTE, DAY)
+                at += ri(rng, MINUTE, DAY)
         if rng.random() < 0.06:
-            replied = sent + rng.randint(10 * MINUTE, 2 * DAY)
+            replied = sent + ri(rng, 10 * MINUTE, 2 * DAY)
             auto = rng.random() < 0.25
             updates.append((replied, "reply"))
             out.append(row("reply", replied, (False, False, True, False, auto, False, False)))
         if rng.random() < 0.01:
-            unsub = sent + rng.randint(HOUR, 3 * DAY)
+            unsub = sent + ri(rng, HOUR, 3 * DAY)
             updates.append((unsub, "unsubscribe"))
             out.append(row("unsubscribe", unsub, _NO_FLAGS))
     updates.sort()
@@ -195,12 +197,12 @@ def _linkedin_flow(rng: random.Random, bad_rng: random.Random, at: int, contact:
     def row(kind: str, when: int, flags: tuple[bool, ...] = _NO_FLAGS, updates: tuple[tuple[int, str], ...] = ()) -> Row:
         return Row(seeded_uuid(rng), kind, "linkedin", when // SECOND * SECOND, 1, campaign, contact, sender, None, thread_id, None, flags, updates, bad_rng.random())  # type: ignore[arg-type]
 
-    accepted = at + rng.randint(HOUR, 3 * DAY) if rng.random() < 0.5 else None
-    out = [row("visit", at - rng.randint(MINUTE, HOUR)), row("connection_request", at, _NO_FLAGS, ((accepted, "accepted"),) if accepted else ())]
+    accepted = at + ri(rng, HOUR, 3 * DAY) if rng.random() < 0.5 else None
+    out = [row("visit", at - ri(rng, MINUTE, HOUR)), row("connection_request", at, _NO_FLAGS, ((accepted, "accepted"),) if accepted else ())]
     if accepted is not None:
-        out.append(row("message", accepted + rng.randint(MINUTE, HOUR)))
+        out.append(row("message", accepted + ri(rng, MINUTE, HOUR)))
         if rng.random() < 0.3:
-            out.append(row("reply", accepted + rng.randint(HOUR, 2 * DAY), (False, False, True, False, False, False, True)))
+            out.append(row("reply", accepted + ri(rng, HOUR, 2 * DAY), (False, False, True, False, False, False, True)))
     return out
 
 
@@ -239,11 +241,12 @@ def render_row(data: SuperSendData, r: Row, now: int, bad_rate: float = 0.0) -> 
     campaign = data.campaigns[r.campaign]
     contact = data.contacts[r.contact]
     sender = data.senders[r.sender]
+    date_s = iso_s(r.date)
     out: dict[str, Any] = {
         "id": r.id,
         "type": r.type,
         "channel": r.channel,
-        "date": iso_s(r.date),
+        "date": date_s,
         "sequence_step": r.step,
         "opened": opened,
         "clicked": clicked,
@@ -266,8 +269,8 @@ def render_row(data: SuperSendData, r: Row, now: int, bad_rate: float = 0.0) -> 
         "campaign_id": campaign["id"],
         "contact_id": contact["id"],
         "sender_id": sender["id"],
-        "created_at": iso_s(r.date),
-        "updated_at": iso_s(updated),
+        "created_at": date_s,
+        "updated_at": date_s if updated == r.date else iso_s(updated),
     }
     kind = bad_kind(r.ubad, bad_rate)
     if kind == "missing id":
