@@ -128,7 +128,7 @@ class Stream:
         """The provider time the cursor stands at, for the lag metric."""
         return None
 
-    def finish_pass(self, outputs: list[Output], plan: Plan, known: dict[TopicSpec, ChangeIndex]) -> Iterable[Output]:
+    def finish_pass(self, outputs: list[Output], plan: Plan, known: dict[str, ChangeIndex]) -> Iterable[Output]:
         """Outputs to add once the pass has read everything (e.g. tombstones for deleted entries)."""
         return ()
 
@@ -152,7 +152,7 @@ class PassResult:
 class _Batch:
     records: list[OutRecord] = field(default_factory=list)
     events: dict[str, float] = field(default_factory=dict)
-    changes: dict[tuple[TopicSpec, str], bytes | None] = field(default_factory=dict)
+    changes: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
     n_events: int = 0
     n_dlq: int = 0
     n_meta: dict[str, int] = field(default_factory=dict)
@@ -175,7 +175,7 @@ class StreamRunner:
         clock: Clock,
         cursor: Any,
         event_index: EventIndex,
-        change_indexes: dict[TopicSpec, ChangeIndex],
+        change_indexes: dict[str, ChangeIndex],
         batch_size: int = 5000,
         checkpoint_stream: str | None = None,
         on_progress: Callable[[PassResult, Any], None] | None = None,
@@ -191,7 +191,7 @@ class StreamRunner:
         self.checkpoint_stream = checkpoint_stream or stream.name
         self.on_progress = on_progress
         self.labels = (stream.provider, stream.source_name, stream.name)
-        self._topics = {spec: topic_name(spec, prefix) for spec in (EVENTS, DLQ, CHECKPOINTS, *_META_TOPICS.values())}
+        self._topics = {spec.name: topic_name(spec, prefix) for spec in (EVENTS, DLQ, CHECKPOINTS, *_META_TOPICS.values())}
         self.last_reconcile: float | None = None
         #: Stored form of a cursor (backfill wraps it with its window); ``done`` marks a completed pass.
         self.wrap: Callable[..., Any] = lambda cursor, done=False: cursor
@@ -256,14 +256,14 @@ class StreamRunner:
             value = orjson.dumps(letter.to_dict())
         except TypeError:  # raw is not JSON-serialisable: keep its text
             value = orjson.dumps({**letter.to_dict(), "raw": repr(raw)})
-        batch.records.append(OutRecord(self._topics[DLQ], letter.key.encode(), value))
+        batch.records.append(OutRecord(self._topics[DLQ.name], letter.key.encode(), value))
         batch.n_dlq += 1
         log.warning("%s/%s: record sent to the DLQ: %s", stream.source_name, stream.name, reason)
 
     def _add_outputs(self, batch: _Batch, outputs: Iterable[Output], result: PassResult) -> None:
         index = self.event_index
         pending = batch.events
-        events_topic = self._topics[EVENTS]
+        events_topic = self._topics[EVENTS.name]
         append = batch.records.append
         dups = metrics.DUPLICATES_SKIPPED.labels(*self.labels)
         for out in outputs:
@@ -283,8 +283,8 @@ class StreamRunner:
                 spec = _META_TOPICS[type(out)]
                 key, value_dict = out.key, out.to_dict()
             digest = None if value_dict is None else content_digest(value_dict)
-            changes = self.change_indexes.setdefault(spec, ChangeIndex())
-            ck = (spec, key)
+            changes = self.change_indexes.setdefault(spec.name, ChangeIndex())
+            ck = (spec.name, key)
             if ck in batch.changes:
                 if batch.changes[ck] == digest:
                     continue
@@ -293,7 +293,7 @@ class StreamRunner:
                 dups.inc()
                 continue
             batch.changes[ck] = digest
-            append(OutRecord(self._topics[spec], key.encode(), None if value_dict is None else orjson.dumps(value_dict)))
+            append(OutRecord(self._topics[spec.name], key.encode(), None if value_dict is None else orjson.dumps(value_dict)))
             batch.n_meta[spec.name] = batch.n_meta.get(spec.name, 0) + 1
 
     async def _commit(self, batch: _Batch, result: PassResult) -> None:
@@ -301,7 +301,7 @@ class StreamRunner:
         records = list(batch.records)
         if batch.cursor_changed:
             cp = Checkpoint(stream.source_name, stream.provider, self.checkpoint_stream, batch.cursor, utcnow())
-            records.append(OutRecord(self._topics[CHECKPOINTS], cp.key.encode(), orjson.dumps(cp.to_dict())))
+            records.append(OutRecord(self._topics[CHECKPOINTS.name], cp.key.encode(), orjson.dumps(cp.to_dict())))
         try:
             await self.publisher.commit(records)
         except BaseException:
@@ -310,8 +310,8 @@ class StreamRunner:
         metrics.TRANSACTIONS.labels(*self.labels, "committed").inc()
         # Only now is the batch on the topic: move the cursor and the indexes.
         self.event_index.update(batch.events.items())
-        for (spec, key), digest in batch.changes.items():
-            self.change_indexes.setdefault(spec, ChangeIndex()).set(key, digest)
+        for (spec_name, key), digest in batch.changes.items():
+            self.change_indexes.setdefault(spec_name, ChangeIndex()).set(key, digest)
         if batch.cursor_changed:
             self.cursor = batch.cursor
         result.transactions += 1

@@ -113,6 +113,15 @@ class SourceRunner:
         return f"{stream.name}.backfill" if self.mode == "backfill" else stream.name
 
     async def start(self) -> None:
+        role = "backfill" if self.mode == "backfill" else "connector"
+        # Publishers first: initialising a transactional id aborts whatever a crashed predecessor left
+        # open, so the state read below is not held back by it (and cannot see it).
+        publishers = {}
+        for stream in self.streams:
+            publisher = Publisher(self.bootstrap, transactional_id(self.prefix, self.source.name, stream.name, role=role))
+            await publisher.start()
+            publishers[stream.name] = publisher
+        self._publishers = publishers
         cursors = await read_checkpoints(self.bootstrap, self.prefix, self.source.name)
         now = self.clock()
         # Every re-read starts at or after this provider time; events that old or newer must be in the index.
@@ -127,18 +136,15 @@ class SourceRunner:
         event_index = EventIndex()
         if any(s.emits_events for s in self.streams):
             event_index = await load_event_index(self.bootstrap, self.prefix, self.source.name, horizon)
-        specs: set[TopicSpec] = {spec for s in self.streams for spec in s.meta_topics}
-        change_indexes: dict[TopicSpec, ChangeIndex] = {}
-        for spec in specs:
-            change_indexes[spec] = await load_change_index(self.bootstrap, self.prefix, spec, self.source.name)
-        role = "backfill" if self.mode == "backfill" else "connector"
+        specs = {spec.name: spec for s in self.streams for spec in s.meta_topics}
+        change_indexes: dict[str, ChangeIndex] = {}
+        for name, spec in specs.items():
+            change_indexes[name] = await load_change_index(self.bootstrap, self.prefix, spec, self.source.name)
         for stream in self.streams:
-            publisher = Publisher(self.bootstrap, transactional_id(self.prefix, self.source.name, stream.name, role=role))
-            await publisher.start()
             cursor = cursors.get(self._checkpoint_stream(stream))
             runner = StreamRunner(
                 stream,
-                publisher=publisher,
+                publisher=publishers[stream.name],
                 prefix=self.prefix,
                 clock=self.clock,
                 cursor=cursor,
@@ -252,8 +258,8 @@ class SourceRunner:
                 pass
 
     async def close(self) -> None:
-        for runner in self.runners:
-            await runner.publisher.stop()
+        for publisher in getattr(self, "_publishers", {}).values():
+            await publisher.stop()
         await self.client.aclose()
 
 

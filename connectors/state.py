@@ -19,11 +19,17 @@ from connectors.dedupe import ChangeIndex, EventIndex, content_digest
 from topics.contracts import CHECKPOINTS, EVENTS, TopicSpec, topic_name
 from topics.events import parse_timestamp
 
-__all__ = ["scan_topic", "read_checkpoints", "load_event_index", "load_change_index"]
+__all__ = ["partitions_of", "scan_topic", "read_checkpoints", "load_event_index", "load_change_index"]
 
 log = logging.getLogger(__name__)
 
 RecordCallback = Callable[[bytes | None, bytes | None], None]
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The topic's partitions, from a fresh metadata request (an unsubscribed consumer has none cached)."""
+    cluster = await consumer._client.fetch_all_metadata()  # aiokafka has no public call for this
+    return set(cluster.partitions_for_topic(topic) or ())
 
 
 async def scan_topic(
@@ -34,6 +40,7 @@ async def scan_topic(
     since_ms: int | None = None,
     key_prefix: bytes | None = None,
     timeout_s: float = 120.0,
+    isolation_level: str = "read_committed",
 ) -> int:
     """Read every committed record of ``topic`` from ``since_ms`` (or the beginning) to its current end.
 
@@ -43,23 +50,26 @@ async def scan_topic(
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
-        isolation_level="read_committed",
+        isolation_level=isolation_level,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=32 * 1024 * 1024,
     )
+    # The high watermark, not the last stable offset: a committed transaction's markers land a
+    # moment after commit returns, and another producer's open transaction holds the LSO back;
+    # reading "to the LSO" would then miss committed records. Read until every record written
+    # before the scan began is decided (committed and passed on, or aborted and skipped).
+    watermark = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_uncommitted")
     await consumer.start()
+    await watermark.start()
     count = 0
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer.client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = await partitions_of(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
             raise RuntimeError(f"topic {topic} does not exist: run `mailpulse topics create` first")
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
+        ends = await watermark.end_offsets(tps)
         starts = await consumer.beginning_offsets(tps)
         if since_ms is not None:
             found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
@@ -71,7 +81,7 @@ async def scan_topic(
             consumer.seek(tp, starts[tp])
         deadline = time.monotonic() + timeout_s
         while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=500, max_records=10000)
+            batches = await consumer.getmany(*pending, timeout_ms=200, max_records=10000)
             for tp, msgs in batches.items():
                 for msg in msgs:
                     if msg.offset >= ends[tp]:
@@ -84,9 +94,10 @@ async def scan_topic(
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
             if pending and time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} to its end took more than {timeout_s:.0f}s")
+                raise TimeoutError(f"reading {topic} to its end took more than {timeout_s:.0f}s (an open transaction?)")
     finally:
         await consumer.stop()
+        await watermark.stop()
     return count
 
 

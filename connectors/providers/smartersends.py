@@ -202,11 +202,11 @@ class SmarterSendsCalendar(Stream):
         rows = await self.request("/api/events", parse=_calendar_body)
         yield Page(rows, {"listed_at": plan.now.isoformat()})
 
-    def finish_pass(self, outputs: list[Output], plan: Plan, known: dict[TopicSpec, ChangeIndex]) -> Iterable[Output]:
+    def finish_pass(self, outputs: list[Output], plan: Plan, known: dict[str, ChangeIndex]) -> Iterable[Output]:
         # The list is complete: an entry we published that is no longer listed was deleted.
         listed = {o.key for o in outputs if isinstance(o, CalendarEvent)}
         mine = f"{self.source_name}:"
-        index = known.get(CALENDAR)
+        index = known.get(CALENDAR.name)
         if index is None:
             return []
         return [Tombstone(CALENDAR, k) for k in list(index.keys()) if k.startswith(mine) and k not in listed]

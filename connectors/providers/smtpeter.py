@@ -14,7 +14,7 @@ from connectors.pagination import DateWindowPaginator
 from connectors.providers._common import body_list, require_mapping, require_str, timestamp
 from topics.events import Bounce, BounceKind, EmailEvent, EventType, make_event_id
 
-__all__ = ["SMTPeterEvents", "normalise", "selector_path"]
+__all__ = ["SMTPeterEvents", "normalise", "selector_path", "with_ordinals"]
 
 PROVIDER = "smtpeter"
 #: smtpeter-events.txt: day-granular start/end, end exclusive, at most one month per call; we ask one day at a time.
@@ -37,8 +37,13 @@ _DUMPS = orjson.dumps
 _SORT = orjson.OPT_SORT_KEYS
 
 
-def normalise(raw: Any, *, source: str, campaign_id: str, observed_at: datetime) -> EmailEvent:
-    """One ``{event, data}`` -> one event. SMTPeter events have no ids: the id is derived from their content."""
+def normalise(raw: Any, *, source: str, campaign_id: str, observed_at: datetime, ordinal: int = 0) -> EmailEvent:
+    """One ``{event, data}`` -> one event. SMTPeter events have no ids: the id is derived from their content.
+
+    ``ordinal`` tells identical records of one response apart (two pixel
+    fetches in the same second are two opens): the n-th copy gets its own id,
+    and re-reading the day yields the same ids again.
+    """
     raw = require_mapping(raw)
     name = raw.get("event")
     type_ = _EVENT_TYPES.get(name)  # type: ignore[arg-type]
@@ -67,7 +72,7 @@ def normalise(raw: Any, *, source: str, campaign_id: str, observed_at: datetime)
     url = data.get("url") if type_ is EventType.CLICKED else None
     return EmailEvent(
         # The event's own content: re-reading a day yields the same ids.
-        event_id=make_event_id(PROVIDER, source, name, _DUMPS(data, option=_SORT).decode()),
+        event_id=make_event_id(PROVIDER, source, name, _DUMPS(data, option=_SORT).decode(), ordinal),
         provider=PROVIDER,
         source=source,
         type=type_,
@@ -86,6 +91,21 @@ def selector_path(selector: Any) -> str:
     if selector.tags:
         return "/v1/events/tags/" + ";".join(quote(t, safe="") for t in selector.tags)
     return "/v1/events/template/" + quote(str(selector.template), safe="")
+
+
+def with_ordinals(campaign_id: str, records: list[Any]) -> list[tuple[str, int, Any]]:
+    """Pair each record with its selector and its copy number among identical records of the response."""
+    seen: dict[bytes, int] = {}
+    out = []
+    for r in records:
+        try:
+            key = _DUMPS(r, option=_SORT)
+        except TypeError:
+            key = repr(r).encode()
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        out.append((campaign_id, n, r))
+    return out
 
 
 def _events(body: Any) -> list[Any]:
@@ -107,11 +127,11 @@ class SMTPeterEvents(Stream):
         self._campaign_of_path: dict[str, str] = {}
 
     def normalise_record(self, raw: Any, observed_at: datetime) -> list[EmailEvent]:
-        campaign_id, record = raw  # read() pairs each record with its selector
-        return [normalise(record, source=self.source_name, campaign_id=campaign_id, observed_at=observed_at)]
+        campaign_id, ordinal, record = raw  # read() pairs each record with its selector and copy number
+        return [normalise(record, source=self.source_name, campaign_id=campaign_id, observed_at=observed_at, ordinal=ordinal)]
 
     def dlq_payload(self, raw: Any) -> Any:
-        return raw[1]
+        return raw[2]
 
     def cursor_time(self, cursor: Any) -> datetime | None:
         return timestamp(cursor["day"], "day") if cursor else None
@@ -140,5 +160,5 @@ class SMTPeterEvents(Stream):
                 last = i == len(self.selectors) - 1
                 # A day is complete once every selector has read it and it is over.
                 done_day = min(until, today)
-                yield Page([(campaign_id, r) for r in records], {"day": done_day.date().isoformat()} if last else None)
+                yield Page(with_ordinals(campaign_id, records), {"day": done_day.date().isoformat()} if last else None)
             windows.advance(None, ())
