@@ -124,12 +124,10 @@ class Faults:
     def pending(self, provider: str) -> list[str]:
         return list(self._scripts[_check(provider)])
 
-    def take_scripted(self, provider: str, *, export: bool = False) -> str | None:
-        """Pop the next scripted HTTP-level fault. ``no-url`` waits at the head for an export request."""
+    def take_scripted(self, provider: str) -> str | None:
+        """Pop the next scripted HTTP-level fault. ``no-url`` stays at the head until an export takes it."""
         queue = self._scripts[provider]
-        if not queue:
-            return None
-        if queue[0] == "no-url" and not export:
+        if not queue or queue[0] == "no-url":
             return None
         return queue.popleft()
 

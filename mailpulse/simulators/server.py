@@ -102,7 +102,7 @@ async def _serve(request: web.Request, handler: Handler, sim: Simulator, provide
         return await handler(request)  # a signed download URL: no bearer key, no faults
     module = _MODULES[provider]
     faults = sim.faults
-    token = faults.take_scripted(provider, export=module.is_export(request)) or ""
+    token = faults.take_scripted(provider) or ""
     head, _, arg = token.partition(":")
     knobs = faults[provider]
     if head == "429":

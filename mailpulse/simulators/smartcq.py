@@ -53,7 +53,6 @@ __all__ = [
     "bad_records",
     "add_routes",
     "check_auth",
-    "is_export",
     "GIANT_RUN_SIZES",
 ]
 
@@ -453,10 +452,6 @@ def bad_records(data: SmartCQData, now: int, bad_rate: float) -> list[dict[str, 
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return json_response({"error": {"code": code, "message": message}}, status=status)
-
-
-def is_export(request: web.Request) -> bool:
-    return False
 
 
 def check_auth(request: web.Request, key: str, revoked: bool) -> web.Response | None:

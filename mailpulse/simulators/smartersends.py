@@ -59,7 +59,6 @@ __all__ = [
     "bad_records",
     "add_routes",
     "check_auth",
-    "is_export",
 ]
 
 ALLOWED_COLUMNS = (
@@ -218,11 +217,11 @@ def generate(config: SimulatorConfig) -> SmarterSendsData:
         )
 
     events: list[CalendarEvent] = []
-    sends = [c for c in campaigns if c.send_time is not None][: max(4, config.size // 400)]
+    sends = [c for c in campaigns if c.send_time is not None][: max(6, config.size // 100)]
     specs: list[tuple[int, dict[str, Any]]] = []
     for c in sends:
         specs.append((c.statuses[0][0], _one_time(f"Send: {c.name}", c.send_time or 0, 30 * MINUTE, [c.group], f"Scheduled send of campaign {c.id}")))
-    for k in range(max(4, config.size // 400)):
+    for k in range(max(6, config.size // 200)):
         created = created_after(t0 - 30 * DAY) // 1000 * 1000
         starts = (created + ri(rng, DAY, 10 * DAY)) // HOUR * HOUR
         if k % 2:
@@ -233,8 +232,8 @@ def generate(config: SimulatorConfig) -> SmarterSendsData:
         specs.append((created, fields))
     for i, (created, fields) in enumerate(specs):
         versions = [(created, fields)]
-        if rng.random() < 0.3:
-            moved_at = ri(rng, created, created + 5 * DAY)
+        if rng.random() < 0.4:
+            moved_at = ri(rng, created, created + 12 * DAY)
             shift = pick(rng, (-1, 1, 2)) * DAY
             moved = dict(fields)
             moved["start_date"] = fields["start_date"] + shift
@@ -535,10 +534,6 @@ def bad_records(data: SmarterSendsData, now: int, bad_rate: float) -> list[dict[
 
 # ---------------------------------------------------------------------------
 # HTTP
-
-
-def is_export(request: web.Request) -> bool:
-    return request.path in (EXPORT_POST_PATH, EXPORT_GET_PATH)
 
 
 def check_auth(request: web.Request, key: str, revoked: bool) -> web.Response | None:

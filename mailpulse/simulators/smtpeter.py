@@ -48,7 +48,6 @@ __all__ = [
     "bad_records",
     "add_routes",
     "check_auth",
-    "is_export",
 ]
 
 EVENT_TYPES = ("attempt", "delivery", "failure", "bounce", "open", "click", "response", "abuse")
@@ -377,10 +376,6 @@ def bad_records(data: SMTPeterData, now: int, bad_rate: float) -> list[dict[str,
 
 # ---------------------------------------------------------------------------
 # HTTP
-
-
-def is_export(request: web.Request) -> bool:
-    return False
 
 
 def check_auth(request: web.Request, key: str, revoked: bool) -> web.Response | None:

@@ -50,7 +50,6 @@ __all__ = [
     "bad_records",
     "add_routes",
     "check_auth",
-    "is_export",
 ]
 
 EVENT_TYPES = (
@@ -367,10 +366,6 @@ def _request_id(sim: Any) -> str:
     # Deterministic per simulator and request number.
     n = len(sim.request_log)
     return "req_" + hashlib.blake2b(f"{sim.config.seed}/{n}".encode(), digest_size=12).hexdigest()
-
-
-def is_export(request: web.Request) -> bool:
-    return False
 
 
 def check_auth(request: web.Request, key: str, revoked: bool) -> web.Response | None:
