@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Mapping
 
+from urllib.parse import parse_qsl
+
 import httpx
 import orjson
 
@@ -115,16 +117,22 @@ class ApiClient:
     ) -> Any:
         """Send with retries; return ``parse(decoded JSON)`` (or the decoded JSON).
 
-        ``authenticated=False`` sends no credentials (pre-signed download URLs).
+        ``authenticated=False`` sends no credentials (pre-signed download URLs); a 401/403 there is
+        a ``FatalAPIError`` (an expired link), not a refused key, so it does not stop the source.
         """
-        query = {**(self.auth_params if authenticated else {}), **(params or {})}
+        query: dict[str, Any] = {}
+        if "?" in url:  # httpx would replace a URL's own query by ``params``: merge them (signed URLs)
+            url, _, own = url.partition("?")
+            query.update(parse_qsl(own, keep_blank_values=True))
+        query.update(self.auth_params if authenticated else {})
+        query.update(params or {})
         headers = dict(self.auth_headers) if authenticated else {}
         labels = (self.provider, self.source, stream)
         attempt = 0
         while True:
             delay: float | None = None
             try:
-                response = await self._client.request(method, url, params=query, headers=headers)
+                response = await self._client.request(method, url, params=query or None, headers=headers)
             except httpx.TransportError as exc:  # connect errors, timeouts, protocol errors
                 metrics.REQUESTS.labels(*labels, "error").inc()
                 reason = "timeout" if isinstance(exc, httpx.TimeoutException) else "connect"
@@ -142,7 +150,7 @@ class ApiClient:
                         reason = "malformed"
                         detail = exc.message if isinstance(exc, ConnectorError) else f"{type(exc).__name__}: {str(exc)[:120]}"
                         error = self._error(MalformedPage, f"{shown} -> {status}: malformed page ({detail})", stream, status)
-                elif status in (401, 403):
+                elif status in (401, 403) and authenticated:
                     metrics.AUTH_FAILURES.labels(self.provider, self.source).inc()
                     raise self._error(
                         AuthError, f"{shown} -> {status}: credentials refused{_snippet(response)}", stream, status

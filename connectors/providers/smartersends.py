@@ -40,19 +40,34 @@ USAGE_WINDOW = timedelta(days=30)
 _STAMP = "%Y-%m-%d %H:%M:%S"
 
 
-def normalise_campaign(raw: Any, *, source: str, observed_at: datetime) -> CampaignMetadata:
+CAMPAIGN_STATUSES = frozenset({"draft", "sent", "canceled", "failed", "pending", "scheduled", "reviewed"})
+REPEAT_TYPES = frozenset({"daily", "weekly", "monthly", "yearly"})
+
+
+def normalise_campaign(raw: Any, *, source: str, observed_at: datetime) -> list[CampaignMetadata]:
+    """One exported row -> its metadata, or nothing while it has no ``sent_mailing_id`` (not sent yet)."""
     raw = require_mapping(raw)
+    if "sent_mailing_id" not in raw:
+        raise NormalisationError("sent_mailing_id", "missing (the export was asked for this column)")
+    status = raw.get("status")
+    if status is not None and str(status).lower() not in CAMPAIGN_STATUSES:
+        raise NormalisationError("status", f"unknown status {status!r:.40}")
+    send_time = optional_timestamp(raw.get("send_time"), "send_time")  # 'YYYY-MM-DD HH:mm:ss'
+    if raw["sent_mailing_id"] is None:
+        return []  # drafts and scheduled campaigns get their id when sent; the calendar shows what is scheduled
     campaign_id = require_str(raw, "sent_mailing_id")
-    return CampaignMetadata(
-        source=source,
-        provider=PROVIDER,
-        campaign_id=campaign_id,
-        observed_at=observed_at,
-        name=raw.get("name"),
-        subject=raw.get("subject"),
-        send_time=optional_timestamp(raw.get("send_time"), "send_time"),  # 'YYYY-MM-DD HH:mm:ss'
-        attributes={k: v for k, v in raw.items() if k not in ("sent_mailing_id", "name", "subject", "send_time")},
-    )
+    return [
+        CampaignMetadata(
+            source=source,
+            provider=PROVIDER,
+            campaign_id=campaign_id,
+            observed_at=observed_at,
+            name=raw.get("name"),
+            subject=raw.get("subject"),
+            send_time=send_time,
+            attributes={k: v for k, v in raw.items() if k not in ("sent_mailing_id", "name", "subject", "send_time")},
+        )
+    ]
 
 
 def normalise_usage(raw: Any, *, source: str, start_date: str, end_date: str, observed_at: datetime) -> UsageReport:
@@ -87,6 +102,8 @@ def normalise_calendar_event(raw: Any, *, source: str, observed_at: datetime) ->
     raw = require_mapping(raw)
     event_id = require_str(raw, "id")
     repeats = bool(raw.get("repeats"))
+    if repeats and raw.get("repeat_type") not in REPEAT_TYPES:
+        raise NormalisationError("repeat_type", f"unknown repeat type {raw.get('repeat_type')!r:.40}")
     groups = raw.get("groups") or []
     return CalendarEvent(
         source=source,
@@ -124,7 +141,7 @@ class SmarterSendsCampaigns(Stream):
         self._endpoint = 0  # index into EXPORT_ENDPOINTS; moves on a 405
 
     def normalise_record(self, raw: Any, observed_at: datetime) -> list[CampaignMetadata]:
-        return [normalise_campaign(raw, source=self.source_name, observed_at=observed_at)]
+        return normalise_campaign(raw, source=self.source_name, observed_at=observed_at)
 
     async def _export(self, start: datetime, end: datetime) -> dict[str, Any]:
         params = {"start_date": start.strftime(_STAMP), "end_date": end.strftime(_STAMP), "format": "json", "columns": ",".join(EXPORT_COLUMNS)}
