@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--faults",
         default="",
         help='fault probabilities for every provider, e.g. "429=0.05,5xx=0.02,slow=0.01,malformed=0.01,bad=0.001" '
-        "(also retry-after=S, slow-ms=MS, no-url=P)",
+        "(also retry-after=S, slow-ms=MS, latency-ms=MS, no-url=P)",
     )
     p.set_defaults(func=run)
 
@@ -88,6 +88,7 @@ async def _serve(config: SimulatorConfig, knobs: dict[str, object], host: str, p
         sim.faults.set(None, **knobs)
     for provider in PROVIDERS:
         sim.data(provider)  # generate before listening: "ready" means ready
+    sim.sync_clock()  # the running clock starts now, not during generation
     ports = {p: (port_base + i if port_base else 0) for i, p in enumerate(PROVIDERS)}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -53,8 +53,11 @@ class ProviderFaults:
     #: Seconds in the ``Retry-After`` header of a 429.
     retry_after: int = 1
     rate_5xx: float = 0.0
+    #: How long a slow reply (drawn with ``slow_rate``, or scripted ``slow``) takes, in ms.
     slow_ms: int = 2000
     slow_rate: float = 0.0
+    #: Added to every reply, in ms: a steady latency (``slow_ms`` alone slows nothing).
+    latency_ms: int = 0
     malformed_page_rate: float = 0.0
     bad_record_rate: float = 0.0
     #: SmarterSends exports only: the reply without ``url`` ("no temporary URL could be created").
@@ -178,13 +181,15 @@ _SPEC_KEYS = {
     "no-url": "no_url_rate",
     "retry-after": "retry_after",
     "slow-ms": "slow_ms",
+    "latency-ms": "latency_ms",
 }
 
 
 def parse_fault_spec(spec: str) -> dict[str, Any]:
     """``"429=0.05,5xx=0.02,slow=0.01,malformed=0.01,bad=0.001"`` -> ProviderFaults knobs.
 
-    Also ``retry-after=SECONDS``, ``slow-ms=MS`` and ``no-url=P``. Raises
+    Also ``retry-after=SECONDS``, ``slow-ms=MS`` (a slow reply's duration),
+    ``latency-ms=MS`` (added to every reply) and ``no-url=P``. Raises
     :class:`FaultSpecError` naming the bad item.
     """
     knobs: dict[str, Any] = {}
@@ -197,7 +202,7 @@ def parse_fault_spec(spec: str) -> dict[str, Any]:
             raise FaultSpecError(f"fault {item!r}: expected KEY=VALUE with KEY one of {', '.join(_SPEC_KEYS)}")
         name = _SPEC_KEYS[key]
         try:
-            value: Any = int(raw) if name in ("retry_after", "slow_ms") else float(raw)
+            value: Any = int(raw) if name in ("retry_after", "slow_ms", "latency_ms") else float(raw)
         except ValueError:
             raise FaultSpecError(f"fault {item!r}: {raw.strip()!r} is not a number") from None
         knobs[name] = value

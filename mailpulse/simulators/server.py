@@ -128,8 +128,9 @@ async def _serve(request: web.Request, handler: Handler, sim: Simulator, provide
             slow_ms = knobs.slow_ms
         if d_malformed < knobs.malformed_page_rate:
             malformed = "malformed"
-    if slow_ms:
-        await asyncio.sleep(slow_ms / 1000)
+    delay_ms = slow_ms + knobs.latency_ms
+    if delay_ms:
+        await asyncio.sleep(delay_ms / 1000)
     response = await handler(request)
     if malformed and response.status == 200 and isinstance(response, web.Response) and response.content_type == "application/json":
         if malformed == "malformed":

@@ -124,6 +124,10 @@ class Simulator:
     def now(self) -> datetime:
         return from_ms(self.now_ms)
 
+    def sync_clock(self) -> None:
+        """Restart a running clock from its current reading (e.g. once generation is over)."""
+        self._base_ms, self._real0 = self.now_ms, time.monotonic()
+
     def advance(self, delta: timedelta) -> datetime:
         """Move the clock forward: scheduled mutations and new records become visible."""
         if delta < timedelta(0):

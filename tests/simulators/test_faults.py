@@ -119,3 +119,15 @@ def test_unknown_scripted_faults_knobs_and_providers_are_refused(sim: Simulator)
         sim.faults.set("smartcq", rate_418=0.5)
     with pytest.raises(FaultSpecError, match="mailchimp"):
         sim.faults.revoke("mailchimp")
+
+
+async def test_latency_slows_every_reply_and_slow_ms_alone_slows_none(served: Served, sim: Simulator) -> None:
+    sim.faults.set("supersend", slow_ms=5000)  # no slow_rate: no slow replies
+    began = time.monotonic()
+    await served.get("supersend", "/v2/events")
+    assert time.monotonic() - began < 5
+    sim.faults.set("supersend", latency_ms=150)
+    began = time.monotonic()
+    for _ in range(2):
+        await served.get("supersend", "/v2/events")
+    assert time.monotonic() - began >= 0.3
