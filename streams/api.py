@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 import orjson
 from aiokafka.partitioner import murmur2
+from faust.types import TP
 from faust.web import View
 from yarl import URL
 
@@ -104,17 +105,20 @@ def install_api(s: Streams) -> None:
         view: Any, request: Any, table: str, key: str, local: Callable[[int, bytes], Any]
     ) -> Any:
         kb = key.encode()
-        try:
-            dest = app.router.key_store(table, key)
-        except KeyError:
+        partition = partition_of(kb)
+        # Faust's router asks the producer's metadata for the partition, which it
+        # lacks for topics this worker never produced to: hash it ourselves.
+        url = app.assignor._tps_url.get(TP(s.tables[table].changelog_topic_name, partition))
+        if url is None:
             return _error(view, 503, "no worker owns this key yet (rebalancing)")
+        dest = URL(url)
         if not is_self(dest):
             if request.headers.get(ROUTED_HEADER):
                 return _error(view, 503, "ownership of this key is moving (rebalancing)")
             return await forward(view, request, dest)
         if not s.ready:
             return _error(view, 503, "recovering tables: counts would be partial")
-        return local(partition_of(kb), kb)
+        return local(partition, kb)
 
     def now_ms() -> int:
         return int(time.time() * 1000)

@@ -71,6 +71,10 @@ class Streams:
     views_ready: bool = False
 
     @property
+    def tables(self) -> dict[str, Any]:
+        return {"messages": self.messages.table, "campaigns": self.campaign_table.table, "contacts": self.contact_table.table}
+
+    @property
     def ready(self) -> bool:
         app = self.app
         return (
@@ -84,7 +88,11 @@ class Streams:
 def _raw_table(app: faust.App, name: str, help_: str) -> Any:
     return app.Table(
         name,
-        schema=faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+        # bytes key and value types make Faust use the "raw" codec for the
+        # changelog too (tables/base.py _serializer_from_type); a schema alone
+        # leaves recovery decoding JSON.
+        key_type=bytes,
+        value_type=bytes,
         partitions=EVENTS.partitions,
         help=help_,
     )

@@ -30,3 +30,47 @@ async def test_one_worker_answers_every_campaign_and_contact_exactly_under_dupli
         assert mismatches(w, contacts, "contacts") == []
     finally:
         w.stop()
+
+
+async def test_two_workers_answer_every_key_and_stay_exact_after_one_is_sigkilled_mid_stream(
+    kafka, topic_prefix: str, tmp_path: Path
+) -> None:
+    first = generate_events(500, seed=21, campaigns_per_source=5)
+    # The second half: new messages, plus re-polls of the first half's events.
+    second = generate_events(1000, seed=22, campaigns_per_source=5)
+    second_events = [e for e in second.events if int(e.message_id[1:]) >= 500] + first.events[::3]
+    topic = topic_name(EVENTS, topic_prefix)
+    await publish(kafka.bootstrap, topic, first.events)
+    w1 = WorkerProcess(tmp_path, kafka.bootstrap, topic_prefix, "w1").start()
+    w2 = WorkerProcess(tmp_path, kafka.bootstrap, topic_prefix, "w2").start()
+    workers = [w1, w2]
+    try:
+
+        def split() -> bool:
+            parts = [w.get("/readyz") for w in workers]
+            owned = [set(p.json()["partitions"]) for p in parts]
+            return all(p.status_code == 200 for p in parts) and all(owned) and owned[0] | owned[1] == set(range(8))
+
+        await wait_until(split, 120, "two ready workers sharing the partitions", workers)
+        campaigns, contacts = ground_truth(first.events)
+        await wait_until(lambda: not mismatches(w1, campaigns, "campaigns"), 60, "exact campaigns", workers)
+        for w in workers:  # every key, from either worker (routed to its owner when needed)
+            assert mismatches(w, campaigns, "campaigns") == []
+            assert mismatches(w, contacts, "contacts") == []
+        listed = w2.get("/v1/campaigns", limit=1000).json()
+        assert listed["workers"] == 2
+        assert sorted(item["key"] for item in listed["items"]) == sorted(campaigns)
+
+        await publish(kafka.bootstrap, topic, second_events)
+        w1.kill()  # SIGKILL while it is processing the second batch
+        all_events = first.events + second_events
+        campaigns, contacts = ground_truth(all_events)
+        await wait_until(
+            lambda: w2.get("/readyz").json()["partitions"] == list(range(8)), 90, "w2 owning every partition", [w2]
+        )
+        await wait_until(lambda: not mismatches(w2, campaigns, "campaigns"), 90, "exact campaigns after takeover", [w2])
+        assert mismatches(w2, campaigns, "campaigns") == []
+        assert mismatches(w2, contacts, "contacts") == []
+    finally:
+        for w in workers:
+            w.stop()
