@@ -1,0 +1,65 @@
+"""The command line: bad config is one clear line and exit code 2, before anything connects."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from mailpulse.cli import build_parser
+from topics.contracts import TOPICS
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailpulse.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_bad_config_is_one_line_naming_file_and_key_and_exit_code_2(tmp_path):
+    config = tmp_path / "bad.yaml"
+    # 127.0.0.1:1 would refuse a connection: the error must come before any attempt.
+    config.write_text(
+        "kafka: {bootstrap_servers: '127.0.0.1:1'}\n"
+        "sources:\n"
+        "  - {name: s, provider: supersend, base_url: 'http://h', api_key: k, poll_interval: 6x}\n"
+    )
+    result = _run("topics", "create", "--config", str(config), env={"MAILPULSE_KAFKA_BOOTSTRAP": ""})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"mailpulse topics: {config}: sources[0].poll_interval: invalid duration '6x': use a number with a unit, e.g. 30s, 15m, 7d"]
+
+
+def test_missing_secret_is_named_without_printing_any_secret(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "sources:\n"
+        "  - {name: a, provider: smartcq, base_url: 'http://h', api_key: '${OTHER_KEY}'}\n"
+        "  - {name: b, provider: supersend, base_url: 'http://h', api_key: '${SUPERSEND_KEY}'}\n"
+    )
+    result = _run("topics", "create", "--config", str(config), env={"OTHER_KEY": "s3cr3t-value", "SUPERSEND_KEY": ""})
+    assert result.returncode == 2
+    assert "sources[1].api_key: environment variable SUPERSEND_KEY is not set" in result.stderr
+    assert "s3cr3t-value" not in result.stderr + result.stdout
+
+
+def test_every_documented_command_is_registered():
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    assert {"dev", "topics"} <= set(sub.choices)
+
+
+def test_topics_create_cli_is_idempotent_against_the_real_broker(kafka, unique_prefix, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"kafka: {{bootstrap_servers: '{kafka.bootstrap}', topic_prefix: '{unique_prefix}', replication_factor: 1}}\n")
+    first = _run("topics", "create", "--config", str(config), env={"MAILPULSE_KAFKA_BOOTSTRAP": ""})
+    second = _run("topics", "create", "--config", str(config), env={"MAILPULSE_KAFKA_BOOTSTRAP": ""})
+    assert first.returncode == 0, first.stderr
+    assert f"{len(TOPICS)} created, 0 existing, 0 drift" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert f"0 created, {len(TOPICS)} existing, 0 drift" in second.stdout
