@@ -196,14 +196,15 @@ def generate(config: SimulatorConfig) -> SmartCQData:
 
 def _contacts(rng: random.Random, bad_rng: random.Random, n: int, t0: int, clock: int, end: int) -> list[Contact]:
     out: list[Contact] = []
-    # A few imports: contacts created at one exact instant (a tie for the descending cursor).
-    imports = [t0 - ri(rng, 1, 170) * DAY + int(rng.random() * DAY) // SECOND * SECOND for _ in range(3)]
+    # Imports: contacts created at one exact instant (ties for the descending cursor), at most
+    # about 100 per instant so that a 200-contact page can always hold a whole import.
+    imports = [t0 - ri(rng, 1, 170) * DAY + int(rng.random() * DAY) // SECOND * SECOND for _ in range(max(3, n // 1000))]
     for i in range(n):
         r = rng.random()
         if r < 0.05:
             created, source = ri(rng, clock + 1, end), "form"
         elif r < 0.15:
-            created, source = imports[i % 3], "import"
+            created, source = imports[i % len(imports)], "import"
         else:
             created, source = ri(rng, t0 - 180 * DAY, clock), pick(rng, ("manual", "form", "api"))
         first, last = pick(rng, _FIRST), pick(rng, _LAST)

@@ -128,3 +128,12 @@ async def test_late_opens_appear_as_the_clock_advances(served: Served, sim: Simu
     sent_before = {e["data"]["id"] for e in sim.snapshot("smtpeter", end=today) if e["event"] == "attempt"}
     late_opens = [e for e in after if e["event"] == "open" and e["data"]["id"] in sent_before]
     assert late_opens  # opens of messages sent on earlier days
+
+
+async def test_percent_encoded_selector_values_are_decoded(served: Served, sim: Simulator) -> None:
+    window = {"start": "2026-11-01", "end": "2026-11-05"}
+    plain = (await served.get("smtpeter", "/v1/events/tags/newsletter;weekly", **window)).json()
+    encoded = (await served.get("smtpeter", "/v1/events/tags/newsletter%3Bweekly", **window)).json()
+    assert plain and encoded == plain
+    address = sim.snapshot("smtpeter")[0]["data"]["recipient"]
+    assert (await served.get("smtpeter", "/v1/events/email/" + address.replace("@", "%40"), **window)).json()
