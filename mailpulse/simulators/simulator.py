@@ -28,6 +28,9 @@ CREDENTIALS = {
     "smartersends": "sim-smartersends-key",
 }
 
+#: Requests kept in ``request_log`` (far more than any test makes).
+MAX_LOG = 200_000
+
 _MODULES: dict[str, ModuleType] = {
     "smartcq": smartcq,
     "smtpeter": smtpeter,
@@ -109,6 +112,8 @@ class Simulator:
         self._data: dict[str, Any] = {}
         #: SmarterSends' generated export files: token -> (expires_ms, content_type, body).
         self.exports: dict[str, tuple[int, str, bytes]] = {}
+        self.export_count = 0
+        self.requests_served = 0
 
     def __repr__(self) -> str:
         return f"Simulator(seed={self.config.seed}, size={self.config.size}, now={self.now.isoformat()})"
@@ -153,7 +158,11 @@ class Simulator:
         # The access token travels in SMTPeter's query string: never keep a secret in the log.
         if "access_token" in query:
             query = {**query, "access_token": "***"}
+        self.requests_served += 1
         self.request_log.append(LoggedRequest(provider, method, path, query, status, time.monotonic(), self.now))
+        if len(self.request_log) > MAX_LOG:
+            # A long `mailpulse simulate` run: keep the newest half.
+            del self.request_log[: MAX_LOG // 2]
 
 
 def _module(provider: str) -> ModuleType:

@@ -555,10 +555,14 @@ def _file_reply(request: web.Request, kind: str, ext: str, body: bytes, no_url: 
     """Store the generated file and answer with its metadata and temporary URL."""
     sim = request.app["sim"]
     now = sim.now_ms
-    serial = len(sim.exports)
+    sim.export_count += 1
+    serial = sim.export_count
     token = hashlib.blake2b(f"{sim.config.seed}/{kind}/{serial}".encode(), digest_size=16).hexdigest()
     content_type = "application/json" if ext == "json" else "text/csv"
     expires = now + int(sim.settings.smartersends_url_ttl.total_seconds() * 1000)
+    # Forget files expired more than a day ago: a long `mailpulse simulate` run keeps exporting.
+    for old in [t for t, (exp, _, _) in sim.exports.items() if exp < now - DAY]:
+        del sim.exports[old]
     sim.exports[token] = (expires, content_type, body)
     stamp = from_ms(now).strftime("%Y%m%d_%H%M%S")
     file: dict[str, Any] = {

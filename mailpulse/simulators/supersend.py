@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_TYPES",
     "CHANNELS",
+    "TEAM_IDS",
     "SuperSendData",
     "generate",
     "render_row",
@@ -58,6 +59,7 @@ EVENT_TYPES = (
 )  # fmt: skip
 CHANNELS = ("email", "linkedin", "twitter", "text", "call", "instagram", "tiktok", "email_warm", "task", "move_contact", "http_api")
 LIMIT = (1, 100, 50)  # min, max, default: supersend-events.txt
+TEAM_IDS = ("sim-team-eu", "sim-team-us")
 
 _SUBJECTS = ("Quick question about {c}", "Following up on our conversation", "Ideas for {c}", "Last note from us")
 _FIRST = ("John", "Maria", "Wei", "Fatima", "Lars", "Aisha", "Tom", "Sofia")
@@ -105,7 +107,8 @@ def generate(config: SimulatorConfig) -> SuperSendData:
     t0 = to_ms(config.start)
     clock = t0 + td_ms(config.history)
     end = clock + td_ms(config.horizon)
-    teams = [{"id": seeded_uuid(rng), "name": name} for name in ("Sales EU", "Sales US")]
+    # Fixed ids whatever the seed, so that a config can name a team (TeamId / team_id).
+    teams = [{"id": TEAM_IDS[0], "name": "Sales EU"}, {"id": TEAM_IDS[1], "name": "Sales US"}]
     campaigns = [
         {"id": seeded_uuid(rng), "name": name, "team": i % len(teams)}
         for i, name in enumerate(("Q4 Outreach", "Webinar follow-up", "Partner intro", "Re-engagement", "LinkedIn warmup"))
@@ -364,7 +367,7 @@ def _error(status: int, code: str, message: str, request_id: str) -> web.Respons
 
 def _request_id(sim: Any) -> str:
     # Deterministic per simulator and request number.
-    n = len(sim.request_log)
+    n = sim.requests_served
     return "req_" + hashlib.blake2b(f"{sim.config.seed}/{n}".encode(), digest_size=12).hexdigest()
 
 
