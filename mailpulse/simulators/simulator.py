@@ -9,7 +9,8 @@ as of ``sim.now``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from types import ModuleType
 from typing import Any, Literal
@@ -101,8 +102,11 @@ class LoggedRequest(tuple):  # type: ignore[type-arg]
 class Simulator:
     """See the package docstring for the whole API."""
 
-    def __init__(self, config: SimulatorConfig | None = None) -> None:
+    def __init__(self, config: SimulatorConfig | None = None, *, share_data: bool = True) -> None:
+        """``share_data=False`` generates this simulator's own datasets instead of reusing the
+        process-wide ones built from an equal config (only a determinism test needs that)."""
         self.config = config or SimulatorConfig()
+        self._share_data = share_data
         self._base_ms = to_ms(self.config.start) + td_ms(self.config.history)
         self._real0 = time.monotonic()
         self.credentials: dict[str, str] = dict(CREDENTIALS)
@@ -143,7 +147,10 @@ class Simulator:
     # -- data ----------------------------------------------------------------
     def data(self, provider: str) -> Any:
         if provider not in self._data:
-            self._data[provider] = _module(provider).generate(self.config)
+            if self._share_data:
+                self._data[provider] = _generate(provider, self.config)
+            else:
+                self._data[provider] = _module(provider).generate(self.config)
         return self._data[provider]
 
     def snapshot(self, provider: str, **kw: Any) -> Any:
@@ -163,6 +170,24 @@ class Simulator:
         if len(self.request_log) > MAX_LOG:
             # A long `mailpulse simulate` run: keep the newest half.
             del self.request_log[: MAX_LOG // 2]
+
+
+# Generated data never changes after generation (what moves is the clock), so simulators
+# built from the same config share it: a test suite pays for each dataset once.
+_DATASETS: OrderedDict[tuple[str, SimulatorConfig], Any] = OrderedDict()
+_DATASETS_KEPT = 8
+
+
+def _generate(provider: str, config: SimulatorConfig) -> Any:
+    key = (provider, replace(config, clock_speed=0.0))
+    data = _DATASETS.get(key)
+    if data is None:
+        data = _DATASETS[key] = _module(provider).generate(config)
+        while len(_DATASETS) > _DATASETS_KEPT:
+            _DATASETS.popitem(last=False)
+    else:
+        _DATASETS.move_to_end(key)
+    return data
 
 
 def _module(provider: str) -> ModuleType:

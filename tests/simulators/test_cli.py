@@ -23,10 +23,11 @@ CMD = [sys.executable, "-m", "mailpulse.cli", "simulate"]
         (["--start", "someday"], "--start: 'someday'"),
     ],
 )
-def test_bad_flags_fail_with_one_clear_line(flags: list[str], needle: str) -> None:
-    done = subprocess.run([*CMD, *flags], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
+def test_bad_flags_fail_with_one_clear_line(flags: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from mailpulse.cli import main
+
+    assert main(["simulate", *flags]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("mailpulse simulate:")
 
 

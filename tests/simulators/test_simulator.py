@@ -27,15 +27,24 @@ def test_the_api_constants_are_as_promised() -> None:
 
 
 def test_the_same_seed_gives_the_same_snapshots_whatever_is_generated_first() -> None:
-    a = Simulator(SimulatorConfig(seed=5, size=800))
-    b = Simulator(SimulatorConfig(seed=5, size=800))
+    a = Simulator(SimulatorConfig(seed=5, size=800), share_data=False)
+    b = Simulator(SimulatorConfig(seed=5, size=800), share_data=False)
     b.data("smartersends"), b.data("supersend")  # a different generation order
     a.advance(timedelta(hours=30))
     b.advance(timedelta(hours=30))
     assert _everything(a) == _everything(b)
-    other = Simulator(SimulatorConfig(seed=6, size=800))
+    other = Simulator(SimulatorConfig(seed=6, size=800), share_data=False)
     other.advance(timedelta(hours=30))
     assert all(_everything(a)[k] != v for k, v in _everything(other).items())
+
+
+def test_simulators_with_equal_configs_share_the_generated_data_but_not_clock_or_faults() -> None:
+    a, b = Simulator(SimulatorConfig(seed=9, size=300)), Simulator(SimulatorConfig(seed=9, size=300))
+    assert a.data("smartcq") is b.data("smartcq")
+    a.advance(timedelta(days=1))
+    a.faults.set("smartcq", bad_record_rate=0.5)
+    assert b.now < a.now and b.bad_records("smartcq") == []
+    assert len(b.snapshot("smartcq")) < len(a.snapshot("smartcq"))
 
 
 def test_the_clock_starts_after_the_history_and_only_moves_forward() -> None:
