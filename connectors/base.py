@@ -19,7 +19,7 @@ window, for streams whose records change after creation) and ``backfill``
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,7 +38,7 @@ from topics.contracts import CALENDAR, CAMPAIGNS, CHECKPOINTS, CONTACTS, DLQ, EV
 from topics.events import EmailEvent, encode_event, format_timestamp
 from topics.records import CampaignMetadata, Checkpoint, ContactRecord, DeadLetter
 
-__all__ = ["Clock", "Plan", "Page", "Tombstone", "Stream", "StreamRunner", "PassResult", "utcnow"]
+__all__ = ["Clock", "Plan", "Page", "Tombstone", "Stream", "StreamRunner", "PassResult", "utcnow", "dlq_digest", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,7 @@ class _Batch:
     records: list[OutRecord] = field(default_factory=list)
     events: dict[str, float] = field(default_factory=dict)
     changes: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
+    dlq: set[bytes] = field(default_factory=set)
     n_events: int = 0
     n_dlq: int = 0
     n_meta: dict[str, int] = field(default_factory=dict)
@@ -177,6 +178,7 @@ class StreamRunner:
         event_index: EventIndex,
         change_indexes: dict[str, ChangeIndex],
         batch_size: int = 5000,
+        dlq_seen: set[bytes] | None = None,
         checkpoint_stream: str | None = None,
         on_progress: Callable[[PassResult, Any], None] | None = None,
     ) -> None:
@@ -188,6 +190,8 @@ class StreamRunner:
         self.event_index = event_index
         self.change_indexes = change_indexes
         self.batch_size = batch_size
+        #: Digests of the bad records already in the DLQ: a re-read does not file them again.
+        self.dlq_seen = dlq_seen if dlq_seen is not None else set()
         self.checkpoint_stream = checkpoint_stream or stream.name
         self.on_progress = on_progress
         self.labels = (stream.provider, stream.source_name, stream.name)
@@ -251,7 +255,12 @@ class StreamRunner:
 
     def _add_dlq(self, batch: _Batch, raw: Any, reason: str, observed: datetime) -> None:
         stream = self.stream
-        letter = DeadLetter(stream.source_name, stream.provider, stream.name, reason, stream.dlq_payload(raw), observed)
+        payload = stream.dlq_payload(raw)
+        digest = dlq_digest(stream.name, payload)
+        if digest in self.dlq_seen or digest in batch.dlq:
+            return
+        batch.dlq.add(digest)
+        letter = DeadLetter(stream.source_name, stream.provider, stream.name, reason, payload, observed)
         try:
             value = orjson.dumps(letter.to_dict())
         except TypeError:  # raw is not JSON-serialisable: keep its text
@@ -310,6 +319,7 @@ class StreamRunner:
         metrics.TRANSACTIONS.labels(*self.labels, "committed").inc()
         # Only now is the batch on the topic: move the cursor and the indexes.
         self.event_index.update(batch.events.items())
+        self.dlq_seen |= batch.dlq
         for (spec_name, key), digest in batch.changes.items():
             self.change_indexes.setdefault(spec_name, ChangeIndex()).set(key, digest)
         if batch.cursor_changed:
@@ -343,6 +353,15 @@ class StreamRunner:
             self.last_reconcile = time.monotonic()
         horizon = plan.now - self.stream.lookback - timedelta(days=1)
         self.event_index.evict_before(horizon.timestamp())
+
+
+def dlq_digest(stream: str, payload: Any) -> bytes:
+    """Identity of a dead letter: its stream and raw payload (not the time it was seen)."""
+    try:
+        body = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        body = repr(payload).encode()
+    return hashlib.blake2b(stream.encode() + b"\x1f" + body, digest_size=12).digest()
 
 
 def describe(result: PassResult) -> str:

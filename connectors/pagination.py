@@ -193,8 +193,10 @@ async def read_tie_run(
 
     async def collect(query: dict[str, Any], depth: int) -> list[Mapping[str, Any]]:
         rows = await fetch(query)
-        at = [r for r in rows if ts_of(r) == instant]
-        if len(rows) < limit or len(at) < len(rows):
+        # A row whose timestamp cannot be read is kept (it goes to the DLQ) but proves nothing about the run.
+        stamps = [ts_of(r) for r in rows]
+        at = [r for r, t in zip(rows, stamps) if t is None or t == instant]
+        if len(rows) < limit or any(t is not None and t != instant for t in stamps):
             return at
         if depth >= len(splits):
             shown = {k: v for k, v in query.items() if k in dict(splits)}

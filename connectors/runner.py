@@ -26,7 +26,7 @@ from connectors.providers.smartersends import SmarterSendsCalendar, SmarterSends
 from connectors.providers.smtpeter import SMTPeterEvents
 from connectors.providers.supersend import SuperSendEvents
 from connectors.publisher import Publisher, transactional_id
-from connectors.state import load_change_index, load_event_index, read_checkpoints
+from connectors.state import load_change_index, load_dlq_digests, load_event_index, read_checkpoints
 from mailpulse.config import Config
 from topics.contracts import TopicSpec
 from topics.events import format_timestamp, parse_timestamp
@@ -140,6 +140,7 @@ class SourceRunner:
         change_indexes: dict[str, ChangeIndex] = {}
         for name, spec in specs.items():
             change_indexes[name] = await load_change_index(self.bootstrap, self.prefix, spec, self.source.name)
+        dlq_seen = await load_dlq_digests(self.bootstrap, self.prefix, self.source.name)
         for stream in self.streams:
             cursor = cursors.get(self._checkpoint_stream(stream))
             runner = StreamRunner(
@@ -150,6 +151,7 @@ class SourceRunner:
                 cursor=cursor,
                 event_index=event_index,
                 change_indexes=change_indexes,
+                dlq_seen=dlq_seen,
                 batch_size=self.config.connect.batch_size,
                 checkpoint_stream=self._checkpoint_stream(stream),
                 on_progress=(lambda r, c, _n=stream.name: self.on_progress(_n, r, c)) if self.on_progress else None,
@@ -263,7 +265,9 @@ class SourceRunner:
         await self.client.aclose()
 
 
-async def run_connect(config: Config, stop: asyncio.Event, *, clock: Clock = utcnow, names: list[str] | None = None) -> int:
+async def run_connect(
+    config: Config, stop: asyncio.Event, *, clock: Clock = utcnow, names: list[str] | None = None, retry: RetryPolicy | None = None
+) -> int:
     """Run every configured source until ``stop``; 0 if all ran to the end, 1 if any source stopped on an error."""
     sources = [s for s in config.sources if names is None or s.name in names]
     if not sources:
@@ -273,7 +277,7 @@ async def run_connect(config: Config, stop: asyncio.Event, *, clock: Clock = utc
 
     async def one(source: Any) -> None:
         nonlocal failed
-        runner = SourceRunner(config, source, clock=clock)
+        runner = SourceRunner(config, source, clock=clock, retry=retry)
         try:
             await runner.start()
             await runner.run_forever(stop)

@@ -16,10 +16,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.dedupe import ChangeIndex, EventIndex, content_digest
-from topics.contracts import CHECKPOINTS, EVENTS, TopicSpec, topic_name
+from topics.contracts import CHECKPOINTS, DLQ, EVENTS, TopicSpec, topic_name
 from topics.events import parse_timestamp
 
-__all__ = ["partitions_of", "scan_topic", "read_checkpoints", "load_event_index", "load_change_index"]
+__all__ = ["partitions_of", "scan_topic", "read_checkpoints", "load_event_index", "load_change_index", "load_dlq_digests"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,22 @@ async def load_event_index(bootstrap: str, prefix: str, source: str, since: date
     )
     log.info("%s: event index rebuilt from %d events in %.2fs", source, n, time.monotonic() - started)
     return index
+
+
+async def load_dlq_digests(bootstrap: str, prefix: str, source: str) -> set[bytes]:
+    """Digests of ``source``'s dead letters, so a re-read record is not filed twice."""
+    from connectors.base import dlq_digest
+
+    seen: set[bytes] = set()
+    key = source.encode()
+
+    def on_record(k: bytes | None, value: bytes | None) -> None:
+        if k == key and value is not None:
+            data = orjson.loads(value)
+            seen.add(dlq_digest(data["stream"], data["raw"]))
+
+    await scan_topic(bootstrap, topic_name(DLQ, prefix), on_record, key_prefix=key)
+    return seen
 
 
 async def load_change_index(bootstrap: str, prefix: str, spec: TopicSpec, source: str) -> ChangeIndex:
