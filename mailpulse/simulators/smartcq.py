@@ -30,6 +30,7 @@ from mailpulse.simulators._util import (
     pick,
     ri,
     parse_iso_us,
+    UuidFactory,
     seeded_uuid,
     td_ms,
     to_ms,
@@ -119,11 +120,12 @@ class SmartCQData:
 def generate(config: SimulatorConfig) -> SmartCQData:
     rng = random.Random(f"{config.seed}/smartcq")
     bad_rng = random.Random(f"{config.seed}/smartcq/bad")
+    ids = UuidFactory(f"{config.seed}/smartcq/ids")
     t0 = to_ms(config.start)
     clock = t0 + td_ms(config.history)
     end = clock + td_ms(config.horizon)
 
-    contacts = _contacts(rng, bad_rng, max(20, config.size // 4), t0, clock, end)
+    contacts = _contacts(rng, bad_rng, ids, max(20, config.size // 4), t0, clock, end)
     # Sends go to contacts that existed before the history began.
     pool = [c for c in contacts if c.created < t0] or contacts
     n_future = round(config.size * config.future_fraction)
@@ -164,14 +166,14 @@ def generate(config: SimulatorConfig) -> SmartCQData:
         for rank, contact in enumerate(members):
             # A blast leaves at a steady rate after a short queueing delay.
             sent_at = instant + SECOND + rank * 15 + int(rng.random() * 500)
-            sends.append(_send(rng, bad_rng, cid, contact, instant, sent_at))
+            sends.append(_send(rng, bad_rng, ids, cid, contact, instant, sent_at))
     for count, lo, hi in ((n_hist - used_hist, t0, clock), (n_future - used_future, clock + 1, end)):
         for _ in range(max(0, count)):
             created = ri(rng, lo, hi)
             contact = pick(rng, pool)
             # A few wait in the queue for hours (throttled): "queued" is a state one can observe.
             queued = ri(rng, HOUR, 12 * HOUR) if rng.random() < 0.02 else ri(rng, 200, 3000)
-            sends.append(_send(rng, bad_rng, pick(rng, automations), contact, created, created + queued))
+            sends.append(_send(rng, bad_rng, ids, pick(rng, automations), contact, created, created + queued))
     sends.sort(key=lambda s: (s.created, s.id))
 
     # Contacts follow their sends: a hard bounce or a complaint changes emailStatus.
@@ -194,7 +196,7 @@ def generate(config: SimulatorConfig) -> SmartCQData:
     )
 
 
-def _contacts(rng: random.Random, bad_rng: random.Random, n: int, t0: int, clock: int, end: int) -> list[Contact]:
+def _contacts(rng: random.Random, bad_rng: random.Random, ids: UuidFactory, n: int, t0: int, clock: int, end: int) -> list[Contact]:
     out: list[Contact] = []
     # Imports: contacts created at one exact instant (ties for the descending cursor), at most
     # about 100 per instant so that a 200-contact page can always hold a whole import.
@@ -209,7 +211,7 @@ def _contacts(rng: random.Random, bad_rng: random.Random, n: int, t0: int, clock
             created, source = ri(rng, t0 - 180 * DAY, clock), pick(rng, ("manual", "form", "api"))
         first, last = pick(rng, _FIRST), pick(rng, _LAST)
         c = Contact(
-            id=seeded_uuid(rng),
+            id=ids(),
             email=f"{first.lower()}.{last.lower()}{i}@{pick(rng, _DOMAINS)}",
             first=first,
             last=last,
@@ -238,7 +240,7 @@ def _contacts(rng: random.Random, bad_rng: random.Random, n: int, t0: int, clock
     return out
 
 
-def _send(rng: random.Random, bad_rng: random.Random, cid: str, contact: Contact, created: int, sent_at: int) -> Send:
+def _send(rng: random.Random, bad_rng: random.Random, ids: UuidFactory, cid: str, contact: Contact, created: int, sent_at: int) -> Send:
     timeline: list[tuple[int, str, str | None]] = [(created, "queued", None)]
     sent = delivered = opened = clicked = None
     r = rng.random()
@@ -269,7 +271,7 @@ def _send(rng: random.Random, bad_rng: random.Random, cid: str, contact: Contact
                 timeline.append((delivered + ri(rng, 10 * MINUTE, 2 * DAY), "complained", None))
             timeline.sort(key=lambda t: t[0])
     return Send(
-        id=seeded_uuid(rng),
+        id=ids(),
         campaign_id=cid,
         contact_id=contact.id,
         created=created,

@@ -30,6 +30,7 @@ from mailpulse.simulators._util import (
     pick,
     ri,
     parse_iso_us,
+    UuidFactory,
     seeded_uuid,
     td_ms,
     to_ms,
@@ -104,6 +105,7 @@ class SuperSendData:
 def generate(config: SimulatorConfig) -> SuperSendData:
     rng = random.Random(f"{config.seed}/supersend")
     bad_rng = random.Random(f"{config.seed}/supersend/bad")
+    ids = UuidFactory(f"{config.seed}/supersend/ids")
     t0 = to_ms(config.start)
     clock = t0 + td_ms(config.history)
     end = clock + td_ms(config.horizon)
@@ -135,9 +137,9 @@ def generate(config: SimulatorConfig) -> SuperSendData:
         sent = ri(rng, clock + 1, end) if end > clock and rng.random() < config.future_fraction else ri(rng, t0, clock)
         sent = sent // SECOND * SECOND
         if rng.random() < 0.9:
-            rows.extend(_email_flow(rng, bad_rng, sent, int(rng.random() * 4), int(rng.random() * len(contacts)), int(rng.random() * len(senders)), campaigns))
+            rows.extend(_email_flow(rng, bad_rng, ids, sent, int(rng.random() * 4), int(rng.random() * len(contacts)), int(rng.random() * len(senders)), campaigns))
         else:
-            rows.extend(_linkedin_flow(rng, bad_rng, sent, int(rng.random() * len(contacts)), int(rng.random() * len(senders))))
+            rows.extend(_linkedin_flow(rng, bad_rng, ids, sent, int(rng.random() * len(contacts)), int(rng.random() * len(senders))))
     rows.sort(key=lambda r: (r.date, r.id))
     return SuperSendData(
         rows=rows,
@@ -153,13 +155,13 @@ def generate(config: SimulatorConfig) -> SuperSendData:
 _NO_FLAGS = (False, False, False, False, False, False, False)
 
 
-def _email_flow(rng: random.Random, bad_rng: random.Random, sent: int, campaign: int, contact: int, sender: int, campaigns: list[dict[str, Any]]) -> list[Row]:
+def _email_flow(rng: random.Random, bad_rng: random.Random, ids: UuidFactory, sent: int, campaign: int, contact: int, sender: int, campaigns: list[dict[str, Any]]) -> list[Row]:
     step = ri(rng, 1, 3)
     subject = _SUBJECTS[step - 1].format(c=campaigns[campaign]["name"])
-    email_id, thread_id = seeded_uuid(rng), seeded_uuid(rng)
+    email_id, thread_id = ids(), ids()
 
     def row(kind: str, at: int, flags: tuple[bool, ...] = _NO_FLAGS, updates: tuple[tuple[int, str], ...] = ()) -> Row:
-        return Row(seeded_uuid(rng), kind, "email", at // SECOND * SECOND, step, campaign, contact, sender, email_id, thread_id, subject, flags, updates, bad_rng.random())  # type: ignore[arg-type]
+        return Row(ids(), kind, "email", at // SECOND * SECOND, step, campaign, contact, sender, email_id, thread_id, subject, flags, updates, bad_rng.random())  # type: ignore[arg-type]
 
     out = [row("scheduled", sent - ri(rng, 5 * MINUTE, DAY))]
     updates: list[tuple[int, str]] = []
@@ -192,12 +194,12 @@ def _email_flow(rng: random.Random, bad_rng: random.Random, sent: int, campaign:
     return out
 
 
-def _linkedin_flow(rng: random.Random, bad_rng: random.Random, at: int, contact: int, sender: int) -> list[Row]:
+def _linkedin_flow(rng: random.Random, bad_rng: random.Random, ids: UuidFactory, at: int, contact: int, sender: int) -> list[Row]:
     campaign = 4  # "LinkedIn warmup"
-    thread_id = seeded_uuid(rng)
+    thread_id = ids()
 
     def row(kind: str, when: int, flags: tuple[bool, ...] = _NO_FLAGS, updates: tuple[tuple[int, str], ...] = ()) -> Row:
-        return Row(seeded_uuid(rng), kind, "linkedin", when // SECOND * SECOND, 1, campaign, contact, sender, None, thread_id, None, flags, updates, bad_rng.random())  # type: ignore[arg-type]
+        return Row(ids(), kind, "linkedin", when // SECOND * SECOND, 1, campaign, contact, sender, None, thread_id, None, flags, updates, bad_rng.random())  # type: ignore[arg-type]
 
     accepted = at + ri(rng, HOUR, 3 * DAY) if rng.random() < 0.5 else None
     out = [row("visit", at - ri(rng, MINUTE, HOUR)), row("connection_request", at, _NO_FLAGS, ((accepted, "accepted"),) if accepted else ())]
