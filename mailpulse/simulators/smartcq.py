@@ -14,6 +14,7 @@ import random
 import uuid
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -174,7 +175,7 @@ def generate(config: SimulatorConfig) -> SmartCQData:
             # A few wait in the queue for hours (throttled): "queued" is a state one can observe.
             queued = ri(rng, HOUR, 12 * HOUR) if rng.random() < 0.02 else ri(rng, 200, 3000)
             sends.append(_send(rng, bad_rng, ids, pick(rng, automations), contact, created, created + queued))
-    sends.sort(key=lambda s: (s.created, s.id))
+    sends.sort(key=attrgetter("created", "id"))
 
     # Contacts follow their sends: a hard bounce or a complaint changes emailStatus.
     by_id = {c.id: c for c in contacts}

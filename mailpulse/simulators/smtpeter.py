@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -159,7 +160,7 @@ def generate(config: SimulatorConfig) -> SMTPeterData:
         messages.append(msg)
         for at, etype, extra in _lifecycle(rng, sent):
             events.append((at // SECOND * SECOND, i, etype, extra, bad_rng.random()))
-    events.sort(key=lambda e: (e[0], e[1]))
+    events.sort(key=itemgetter(0, 1))
     return SMTPeterData(
         messages=messages,
         events=events,

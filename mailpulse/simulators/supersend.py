@@ -14,6 +14,7 @@ import random
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -140,7 +141,7 @@ def generate(config: SimulatorConfig) -> SuperSendData:
             rows.extend(_email_flow(rng, bad_rng, ids, sent, int(rng.random() * 4), int(rng.random() * len(contacts)), int(rng.random() * len(senders)), campaigns))
         else:
             rows.extend(_linkedin_flow(rng, bad_rng, ids, sent, int(rng.random() * len(contacts)), int(rng.random() * len(senders))))
-    rows.sort(key=lambda r: (r.date, r.id))
+    rows.sort(key=attrgetter("date", "id"))
     return SuperSendData(
         rows=rows,
         dates=[r.date for r in rows],
