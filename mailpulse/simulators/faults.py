@@ -34,8 +34,9 @@ __all__ = [
 PROVIDERS = ("smartcq", "smtpeter", "supersend", "smartersends")
 
 #: What one scripted fault can be. ``429:N`` sets Retry-After to N seconds,
-#: ``slow:MS`` delays by MS milliseconds; ``ok`` lets one request through.
-SCRIPT_TOKENS = ("429", "500", "502", "503", "504", "malformed", "invalid-json", "wrong-shape", "slow", "no-url", "ok")
+#: ``slow:MS`` delays by MS milliseconds, ``disconnect`` drops the connection
+#: without a reply; ``ok`` lets one request through.
+SCRIPT_TOKENS = ("429", "500", "502", "503", "504", "malformed", "invalid-json", "wrong-shape", "slow", "disconnect", "no-url", "ok")
 
 #: The three ways a record is corrupted, picked per record from its seed.
 BAD_KINDS = ("missing id", "unparsable timestamp", "unknown status")

@@ -109,6 +109,11 @@ async def _serve(request: web.Request, handler: Handler, sim: Simulator, provide
         return _too_many(provider, int(arg) if arg else knobs.retry_after)
     if head.isdigit():
         return _server_error(provider, int(head))
+    if head == "disconnect":
+        # The connection drops before any reply: the client sees a transport error.
+        if request.transport is not None:
+            request.transport.abort()
+        raise web.HTTPServiceUnavailable()  # never sent; logged as 503
     denied = module.check_auth(request, sim.credentials[provider], faults.is_revoked(provider))
     if denied is not None:
         return denied

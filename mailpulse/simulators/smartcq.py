@@ -233,6 +233,8 @@ def _contacts(rng: random.Random, bad_rng: random.Random, ids: UuidFactory, n: i
             c.changes.append((ri(rng, created, end), "stage", pick(rng, STAGES[1:])))
         if rng.random() < 0.03:
             c.changes.append((ri(rng, created, end), "emailStatus", "unsubscribed"))
+        elif rng.random() < 0.01:
+            c.changes.append((ri(rng, created, end), "emailStatus", "suppressed"))
         if rng.random() < 0.03:
             at = ri(rng, created, end)
             c.changes.append((at, "archivedAt", iso_ms(at)))

@@ -131,3 +131,12 @@ async def test_latency_slows_every_reply_and_slow_ms_alone_slows_none(served: Se
     for _ in range(2):
         await served.get("supersend", "/v2/events")
     assert time.monotonic() - began >= 0.3
+
+
+async def test_a_scripted_disconnect_drops_the_connection_without_a_reply(served: Served, sim: Simulator) -> None:
+    import httpx
+
+    sim.faults.script("smartcq", ["disconnect"])
+    with pytest.raises(httpx.TransportError):
+        await served.get("smartcq", SENDS)
+    assert (await served.get("smartcq", SENDS)).status_code == 200

@@ -195,3 +195,16 @@ def test_small_datasets_still_generate_blasts_and_contacts(size: int) -> None:
     sends = sim.snapshot("smartcq")
     assert 0 < len(sends) <= size
     assert sim.snapshot("smartcq", kind="contacts")
+
+
+def test_every_contact_email_status_and_stage_of_the_doc_occurs(sim: Simulator) -> None:
+    from mailpulse.simulators.smartcq import EMAIL_STATUSES, STAGES
+
+    seen_status: set[str] = set()
+    seen_stage: set[str] = set()
+    for _ in range(3):
+        contacts = sim.snapshot("smartcq", kind="contacts", include_archived=True)
+        seen_status |= {c["emailStatus"] for c in contacts}
+        seen_stage |= {c["stage"] for c in contacts}
+        sim.advance(timedelta(days=3))
+    assert seen_status == set(EMAIL_STATUSES) and seen_stage == set(STAGES)
