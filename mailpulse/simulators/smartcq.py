@@ -129,7 +129,7 @@ def generate(config: SimulatorConfig) -> SmartCQData:
     contacts = _contacts(rng, bad_rng, ids, max(20, config.size // 4), t0, clock, end)
     # Sends go to contacts that existed before the history began.
     pool = [c for c in contacts if c.created < t0] or contacts
-    n_future = round(config.size * config.future_fraction)
+    n_future = round(config.size * config.future_fraction) if end > clock + MINUTE else 0
     n_hist = config.size - n_future
     campaigns: list[str] = []
     automations = [seeded_uuid(rng) for _ in range(3)]

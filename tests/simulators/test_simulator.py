@@ -114,3 +114,12 @@ async def test_control_routes_advance_snapshot_and_set_faults(served: Served, si
     log = (await served.client.get(base + "/_sim/requests")).json()
     assert log[-1]["status"] == 503 and log[-1]["provider"] == "smartcq"
     assert all(not entry["path"].startswith("/_sim/") for entry in log)
+
+
+def test_without_a_horizon_everything_exists_at_the_clock_start() -> None:
+    sim = Simulator(SimulatorConfig(seed=4, size=1200, horizon=timedelta(0)))
+    sends = sim.snapshot("smartcq")
+    assert len(sends) == 1200
+    sim.advance(timedelta(days=30))
+    assert len(sim.snapshot("smartcq")) == 1200
+    assert len([e for e in sim.snapshot("smtpeter") if e["event"] == "attempt"]) == 1200
