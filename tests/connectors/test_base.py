@@ -1,0 +1,111 @@
+"""The poll loop's bookkeeping with an in-memory publisher (Kafka itself is exercised by the integration tests)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+import orjson
+import pytest
+from prometheus_client import REGISTRY
+
+from connectors.base import Page, Plan, Stream, StreamRunner
+from connectors.dedupe import EventIndex
+from connectors.errors import NormalisationError
+from connectors.publisher import OutRecord
+from topics.events import EmailEvent, EventType, make_event_id
+
+NOW = datetime(2026, 11, 4, tzinfo=timezone.utc)
+
+
+class Source:
+    name = "acme"
+    lookback = __import__("datetime").timedelta(days=7)
+    reconcile_interval = __import__("datetime").timedelta(minutes=15)
+
+
+class ListStream(Stream):
+    """Pages of {"id", "n"}; a record without an id is bad."""
+
+    provider = "fake"
+    name = "events"
+    is_mutable = True
+
+    def __init__(self, pages: list[list[dict[str, Any]]]) -> None:
+        super().__init__(Source(), client=None)  # type: ignore[arg-type]
+        self.pages = pages
+
+    async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
+        for i, page in enumerate(self.pages):
+            yield Page(page, {"page": i + 1})
+
+    def normalise_record(self, raw: Any, observed_at: datetime) -> list[EmailEvent]:
+        if "id" not in raw:
+            raise NormalisationError("id", "missing")
+        return [
+            EmailEvent(make_event_id("fake", "acme", raw["id"], "sent"), "fake", "acme", EventType.SENT, NOW, observed_at, raw["id"])
+        ]
+
+
+class MemoryPublisher:
+    def __init__(self, fail_times: int = 0) -> None:
+        self.committed: list[list[OutRecord]] = []
+        self.fail_times = fail_times
+
+    async def commit(self, records: list[OutRecord]) -> None:
+        if self.fail_times:
+            self.fail_times -= 1
+            raise RuntimeError("broker went away mid-transaction")
+        self.committed.append(list(records))
+
+    def topic(self, suffix: str) -> list[OutRecord]:
+        return [r for batch in self.committed for r in batch if r.topic.endswith(suffix)]
+
+
+def runner(stream: Stream, publisher: MemoryPublisher, **kw: Any) -> StreamRunner:
+    return StreamRunner(stream, publisher=publisher, prefix="p.", clock=lambda: NOW, cursor=None, event_index=EventIndex(), change_indexes={}, **kw)  # type: ignore[arg-type]
+
+
+async def test_a_bad_record_goes_to_the_dlq_with_reason_and_payload_and_the_rest_is_published():
+    pub = MemoryPublisher()
+    r = runner(ListStream([[{"id": "a"}, {"oops": 1}, {"id": "b"}]]), pub)
+    result = await r.run_pass(Plan("poll", NOW))
+    assert (result.events, result.dlq) == (2, 1)
+    [letter] = pub.topic("dlq.v1")
+    body = orjson.loads(letter.value)
+    assert (body["reason"], body["raw"], body["stream"], letter.key) == ("id: missing", {"oops": 1}, "events", b"acme")
+    [checkpoint] = pub.topic("checkpoints.v1")
+    assert orjson.loads(checkpoint.value)["cursor"] == {"page": 1} and checkpoint.key == b"acme/events"
+    # The same bad record read again is not filed twice.
+    assert (await r.run_pass(Plan("poll", NOW))).dlq == 0
+
+
+async def test_each_transaction_carries_its_events_and_the_cursor_after_them():
+    pub = MemoryPublisher()
+    r = runner(ListStream([[{"id": "a"}, {"id": "b"}], [{"id": "c"}], [{"id": "d"}]]), pub, batch_size=2)
+    await r.run_pass(Plan("poll", NOW))
+    shapes = [[(rec.topic.rsplit(".", 2)[-2], rec.key.decode()) for rec in batch] for batch in pub.committed]
+    assert shapes[0] == [("events", "acme:a"), ("events", "acme:b"), ("checkpoints", "acme/events")]
+    assert orjson.loads(pub.committed[-1][-1].value)["cursor"] == {"page": 3}
+
+
+async def test_a_failed_transaction_moves_neither_cursor_nor_index_and_the_retry_publishes_once():
+    pub = MemoryPublisher(fail_times=1)
+    r = runner(ListStream([[{"id": "a"}, {"id": "b"}]]), pub)
+    before = REGISTRY.get_sample_value("mailpulse_connector_transactions_total", {"provider": "fake", "source": "acme", "stream": "events", "outcome": "aborted"}) or 0
+    with pytest.raises(RuntimeError):
+        await r.run_pass(Plan("poll", NOW))
+    assert r.cursor is None and len(r.event_index) == 0
+    after = REGISTRY.get_sample_value("mailpulse_connector_transactions_total", {"provider": "fake", "source": "acme", "stream": "events", "outcome": "aborted"})
+    assert after == before + 1
+    assert (await r.run_pass(Plan("poll", NOW))).events == 2
+    assert (await r.run_pass(Plan("poll", NOW))).events == 0
+    assert [rec.key for rec in pub.topic("events.v1")] == [b"acme:a", b"acme:b"]
+
+
+async def test_a_reconcile_pass_moves_the_cursor_only_when_it_completes():
+    pub = MemoryPublisher()
+    r = runner(ListStream([[{"id": "a"}], [{"id": "b"}]]), pub, batch_size=1)
+    await r.run_pass(Plan("reconcile", NOW, since=NOW))
+    cursors = [orjson.loads(rec.value)["cursor"] for rec in pub.topic("checkpoints.v1")]
+    assert cursors == [{"page": 2}]
