@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from connectors.errors import MalformedPage, NormalisationError
 
-__all__ = ["require_str", "timestamp", "optional_timestamp", "require_mapping", "body_list", "body_dict"]
+__all__ = ["event_id", "require_str", "timestamp", "optional_timestamp", "require_mapping", "body_list", "body_dict"]
 
 _fromiso = datetime.fromisoformat
+_blake2b = hashlib.blake2b
+
+
+def event_id(provider: str, source: str, part: object, fact: object) -> str:
+    """``topics.events.make_event_id(provider, source, part, fact)`` for two non-null parts, on the hot path.
+
+    Same bytes, same digest (a test holds the two equal); only the generic join is skipped.
+    """
+    return _blake2b(f"{provider}\x1f{source}\x1f{part}\x1f{fact}".encode(), digest_size=16).hexdigest()
 _UTC = timezone.utc
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, AsyncIterator, Mapping
 
 from connectors.base import Page, Plan, Stream
 from connectors.errors import NormalisationError
 from connectors.pagination import TICK, DescendingCursorPaginator, TieRunOverflow, TimestampCursorPaginator, read_tie_run
-from connectors.providers._common import body_dict, body_list, optional_timestamp, require_mapping, require_str, timestamp
+from connectors.providers._common import body_dict, event_id, body_list, optional_timestamp, require_mapping, require_str, timestamp
 from topics.contracts import CONTACTS
-from topics.events import Bounce, EmailEvent, EventType, format_timestamp, make_event_id
+from topics.events import Bounce, EmailEvent, EventType, format_timestamp
 from topics.records import ContactRecord
 
 __all__ = ["SmartCQSends", "SmartCQContacts", "normalise", "normalise_contact", "SEND_STATUSES"]
@@ -24,10 +25,10 @@ STAGES = ("lead", "prospect", "customer", "ex_customer")
 
 #: Timestamps that are facts of their own.
 _TIMED_FACTS = (
-    ("sentAt", EventType.SENT),
-    ("deliveredAt", EventType.DELIVERED),
-    ("openedAt", EventType.OPENED),
-    ("clickedAt", EventType.CLICKED),
+    ("sentAt", EventType.SENT, "sent"),
+    ("deliveredAt", EventType.DELIVERED, "delivered"),
+    ("openedAt", EventType.OPENED, "opened"),
+    ("clickedAt", EventType.CLICKED, "clicked"),
 )
 #: Statuses that are facts without a timestamp of their own ("delayed" is our "deferred").
 _STATUS_FACTS: Mapping[str, EventType] = {
@@ -47,6 +48,11 @@ _TIMED_STATUSES: Mapping[str, tuple[str, EventType]] = {
 }
 
 
+_VALUES = {t: t.value for t in EventType}  # enum .value is a descriptor call: look it up once
+_ERROR_FACTS = frozenset({EventType.BOUNCED, EventType.FAILED, EventType.DEFERRED})
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})  # shared, read-only: one fewer dict per event
+
+
 def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEvent]:
     """One send -> one event per fact it shows; ``event_id`` = (send id, fact), stable across re-reads."""
     raw = require_mapping(raw)
@@ -58,11 +64,13 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEven
     campaign, contact = raw.get("campaignId"), raw.get("contactId")
     facts: list[tuple[EventType, datetime]] = []
     latest = created
-    for name, type_ in _TIMED_FACTS:
-        at = optional_timestamp(raw.get(name), name)
-        if at is not None:
+    for name, type_, _ in _TIMED_FACTS:
+        value = raw.get(name)
+        if value is not None:
+            at = timestamp(value, name)
             facts.append((type_, at))
-            latest = max(latest, at)
+            if at > latest:
+                latest = at
     if status in _STATUS_FACTS:
         facts.append((_STATUS_FACTS[status], created if status == "queued" else latest))
     elif raw.get(_TIMED_STATUSES[status][0]) is None:
@@ -71,8 +79,8 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEven
     out = []
     for type_, at in facts:
         bounce = None
-        attributes: dict[str, Any] = {}
-        if type_ in (EventType.BOUNCED, EventType.FAILED, EventType.DEFERRED) and error:
+        attributes: Mapping[str, Any] = _NO_ATTRIBUTES
+        if error and type_ in _ERROR_FACTS:
             code = str(error).split(" ", 2)
             bounce = Bounce(code=code[1] if len(code) > 1 and code[1][:1].isdigit() else None, reason=str(error))
             if type_ is not EventType.BOUNCED:
@@ -80,7 +88,7 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEven
                 bounce = None
         out.append(
             EmailEvent(
-                event_id=make_event_id(PROVIDER, source, send_id, type_.value),
+                event_id=event_id(PROVIDER, source, send_id, _VALUES[type_]),
                 provider=PROVIDER,
                 source=source,
                 type=type_,

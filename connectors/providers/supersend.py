@@ -8,7 +8,7 @@ from typing import Any, AsyncIterator, Mapping
 from connectors.base import Output, Page, Plan, Stream
 from connectors.errors import NormalisationError
 from connectors.pagination import OffsetPaginator
-from connectors.providers._common import body_dict, body_list, optional_timestamp, require_mapping, require_str, timestamp
+from connectors.providers._common import body_dict, event_id, body_list, optional_timestamp, require_mapping, require_str, timestamp
 from topics.contracts import CAMPAIGNS
 from topics.events import (
     ATTR_CLICKS_COUNTER,
@@ -18,7 +18,6 @@ from topics.events import (
     EmailEvent,
     EventType,
     format_timestamp,
-    make_event_id,
 )
 from topics.records import CampaignMetadata
 
@@ -51,6 +50,9 @@ _FLAGS = (
     ("bounced", EventType.BOUNCED),
 )
 _ATTRIBUTES = ("channel", "sequence_step", "subject", "thread_id", "sender_id", "autoresponse", "replies", "unsubscribes")
+
+
+_VALUES = {t: t.value for t in EventType}
 
 
 def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[Output]:
@@ -88,7 +90,7 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[Output]:
     email = email.lower() if isinstance(email, str) and email else None
     out: list[Output] = [
         EmailEvent(
-            event_id=make_event_id(PROVIDER, source, message_id, type_.value),
+            event_id=event_id(PROVIDER, source, message_id, _VALUES[type_]),
             provider=PROVIDER,
             source=source,
             type=type_,

@@ -69,3 +69,11 @@ def test_contact_is_lower_cased_and_keeps_its_other_fields():
     assert contact.email == "mario.rossi@example.com"
     assert contact.key == f"acme:{record['id']}"
     assert contact.attributes["stage"] == record["stage"]
+
+
+def test_the_hot_path_event_id_is_the_contract_make_event_id():
+    from connectors.providers._common import event_id
+    from topics.events import make_event_id
+
+    assert event_id("smartcq", "acme", DOC_EXAMPLE["id"], "sent") == make_event_id("smartcq", "acme", DOC_EXAMPLE["id"], "sent")
+    assert _normalise(DOC_EXAMPLE, OBSERVED)[0].event_id == make_event_id("smartcq", "acme", DOC_EXAMPLE["id"], "sent")
