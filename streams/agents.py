@@ -26,12 +26,15 @@ from streams.aggregates import PartitionView, merge_partial
 from streams.app import Streams
 from streams.query import campaign_answer, contact_answer
 from streams.reducers import MessageState, apply_events, decode_state, encode_state
+from streams.tables import partition_of
 from topics.events import EmailEvent, SchemaError, decode_event
 from topics.records import DeadLetter, encode_record
 
 __all__ = ["install_agents", "process_events", "process_partials", "sync_views"]
 
 log = logging.getLogger(__name__)
+#: Partials per bundle record (keeps records well under the broker's 1 MiB limit).
+BUNDLE_MAX = 500
 
 
 def _now_ms() -> int:
@@ -112,7 +115,12 @@ async def process_events(s: Streams, events: list[Any]) -> None:
 
 
 async def publish_partials(s: Streams) -> None:
-    """Send every changed partial aggregate (absolute values) to the partials topics."""
+    """Send every changed partial aggregate (absolute values) to the partials topics.
+
+    Partials are bundled: one record per (source partition, target partition)
+    carries every changed key that lives in the target partition, so stage 2
+    pays Faust's per-record cost once per bundle, not once per key.
+    """
     send = s.app.producer.send
     now = _now_ms()
     for view in list(s.views.values()):
@@ -122,8 +130,13 @@ async def publish_partials(s: Streams) -> None:
             (s.campaign_partials.get_topic_name(), campaigns, "campaign"),
             (s.contact_partials.get_topic_name(), contacts, "contact"),
         ):
+            bundles: dict[int, list[tuple[str, Any]]] = defaultdict(list)
             for key, partial in items:
-                await send(topic, key.encode(), orjson.dumps(partial), None, None, None)
+                bundles[partition_of(key.encode())].append((key, partial))
+            for target, bundle in bundles.items():
+                for i in range(0, len(bundle), BUNDLE_MAX):
+                    chunk = bundle[i : i + BUNDLE_MAX]
+                    await send(topic, b"p%d" % view.partition, orjson.dumps(chunk), target, None, None)
             s.metrics.partials.labels(kind).inc(len(items))
 
 
@@ -142,28 +155,38 @@ async def process_partials(s: Streams, events: list[Any], *, kind: str) -> None:
     store = s.campaign_table if kind == "campaign" else s.contact_table
     dirty = s.dirty_campaigns if kind == "campaign" else s.dirty_contacts
     meta_topic = s.campaigns_topic.get_topic_name()
-    grouped: dict[int, dict[bytes, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    # partition -> key -> [("meta", value) | ("partial", partial)], in log order
+    grouped: dict[int, dict[bytes, list[tuple[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    consumed = 0
     for event in events:
         msg = event.message
-        if msg.key is None:
-            continue
-        grouped[msg.partition][msg.key].append(msg)
+        try:
+            if msg.topic == meta_topic:
+                if msg.key is not None:
+                    grouped[msg.partition][msg.key].append(("meta", _decode_meta(msg.value)))
+                    consumed += 1
+                continue
+            for key, partial in orjson.loads(msg.value):
+                grouped[msg.partition][key.encode()].append(("partial", partial))
+                consumed += 1
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("skipping malformed %s record at %s[%s]@%s: %s", kind, msg.topic, msg.partition, msg.offset, exc)
     stale = 0
     for partition, keys in grouped.items():
         writes: list[tuple[bytes, bytes]] = []
-        for key, msgs in keys.items():
+        for key, items in keys.items():
             raw = store.get(partition, key)
             value = None if raw is None else orjson.loads(raw)
             new = value
-            for msg in msgs:
+            for what, item in items:
+                if what == "meta":
+                    new = dict(new or {})
+                    new["meta"] = item
+                    continue
                 try:
-                    if msg.topic == meta_topic:
-                        new = dict(new or {})
-                        new["meta"] = _decode_meta(msg.value)
-                        continue
-                    merged = merge_partial(new, orjson.loads(msg.value))
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.warning("skipping malformed %s record at %s[%s]@%s: %s", kind, msg.topic, msg.partition, msg.offset, exc)
+                    merged = merge_partial(new, item)
+                except (KeyError, TypeError) as exc:
+                    log.warning("skipping malformed %s partial for %r: %s", kind, key, exc)
                     continue
                 if merged is None:
                     stale += 1
@@ -175,6 +198,7 @@ async def process_partials(s: Streams, events: list[Any], *, kind: str) -> None:
         await store.put_many(partition, writes)
         s.metrics.state_writes.labels(kind + "s").inc(len(writes))
     s.metrics.partials_stale.labels(kind).inc(stale)
+    s.metrics.partials_consumed.labels(kind).inc(consumed)
     s.metrics.batch_seconds.labels(kind + "s").observe(time.perf_counter() - started)
 
 

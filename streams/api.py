@@ -19,7 +19,6 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 import orjson
-from aiokafka.partitioner import murmur2
 from faust.types import TP
 from faust.web import View
 from yarl import URL
@@ -38,18 +37,13 @@ from streams.query import (
     parse_order,
     parse_source,
 )
-from topics.contracts import EVENTS
+from streams.tables import partition_of
 
-__all__ = ["install_api", "partition_of"]
+__all__ = ["install_api"]
 
 log = logging.getLogger(__name__)
 ROUTED_HEADER = "X-Mailpulse-Routed"
 FORWARD_TIMEOUT_S = 10.0
-
-
-def partition_of(key: bytes, partitions: int = EVENTS.partitions) -> int:
-    """Kafka's default (murmur2) partition of a key: where producers put it and Faust's router looks."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def _error(view: Any, status: int, message: str, parameter: str | None = None) -> Any:

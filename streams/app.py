@@ -136,6 +136,7 @@ def create_app(config: Config) -> Streams:
         broker_request_timeout=max(90.0, w.session_timeout.total_seconds() + 10),
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
+        Monitor="streams.sensors:QuietMonitor",
         rocksdb_options={
             "block_cache_size": w.rocksdb_block_cache_mb * MIB,
             "block_cache_compressed_size": 0,

@@ -30,6 +30,9 @@ class WorkerMetrics:
         self.partials = Counter(
             "mailpulse_stream_partials_published_total", "Stage-1 partial aggregates published, by kind.", ["kind"], registry=r
         )
+        self.partials_consumed = Counter(
+            "mailpulse_stream_partials_consumed_total", "Stage-2 records read (partials and metadata), by kind.", ["kind"], registry=r
+        )
         self.partials_stale = Counter(
             "mailpulse_stream_partials_ignored_total",
             "Stage-2 partials ignored because a newer version was held (replays, old owners).",

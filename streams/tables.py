@@ -17,9 +17,17 @@ from __future__ import annotations
 from typing import Any, Iterator, Sequence
 
 import rocksdict
+from aiokafka.partitioner import murmur2
 from faust.types import TP
 
-__all__ = ["PartitionStore"]
+from topics.contracts import EVENTS
+
+__all__ = ["PartitionStore", "partition_of"]
+
+
+def partition_of(key: bytes, partitions: int = EVENTS.partitions) -> int:
+    """Kafka's default (murmur2) partition of a key: where producers put it and Faust's router looks."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class PartitionStore:
