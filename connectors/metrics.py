@@ -17,6 +17,7 @@ __all__ = [
     "DLQ_RECORDS",
     "AUTH_FAILURES",
     "SOURCE_UP",
+    "STREAM_UP",
     "LAST_SUCCESS",
     "CURSOR_LAG",
     "POLL_DURATION",
@@ -42,6 +43,9 @@ DUPLICATES_SKIPPED = Counter(
 DLQ_RECORDS = Counter("mailpulse_connector_dlq_records", "Records sent to the dead-letter topic", _S)
 AUTH_FAILURES = Counter("mailpulse_connector_auth_failures", "401/403 answers that stopped a source", ("provider", "source"))
 SOURCE_UP = Gauge("mailpulse_connector_source_up", "1 while the source's pollers run, 0 once stopped by an error", ("provider", "source"))
+STREAM_UP = Gauge(
+    "mailpulse_connector_stream_up", "1 while the stream polls, 0 once stopped (auth error, unpageable tie run, fenced)", _S
+)
 LAST_SUCCESS = Gauge("mailpulse_connector_last_success_timestamp_seconds", "Unix time of the last completed poll pass", _S)
 CURSOR_LAG = Gauge("mailpulse_connector_cursor_lag_seconds", "Provider clock minus the committed cursor, after a pass", _S)
 POLL_DURATION = Histogram(

@@ -237,6 +237,14 @@ class SourceRunner:
     async def _loop(self, runner: StreamRunner, stop: asyncio.Event) -> None:
         name = f"{self.source.name}/{runner.stream.name}"
         interval = self.source.poll_interval.total_seconds()
+        up = metrics.STREAM_UP.labels(*runner.labels)
+        up.set(1)
+        try:
+            await self._poll(runner, stop, name, interval)
+        finally:
+            up.set(0)
+
+    async def _poll(self, runner: StreamRunner, stop: asyncio.Event, name: str, interval: float) -> None:
         while not stop.is_set():
             plan = self.plan_for(runner)
             if plan is not None:
