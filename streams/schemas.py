@@ -15,7 +15,23 @@ from typing import Any
 
 import yaml
 
-__all__ = ["load_openapi", "component_schema"]
+__all__ = ["STATS_SCHEMAS", "load_openapi", "component_schema"]
+
+#: file under topics/schemas/ -> (OpenAPI component, title, description)
+STATS_SCHEMAS = {
+    "campaign-stats.v1.json": (
+        "Campaign",
+        "Campaign stats",
+        "Value of mailpulse.campaign-stats.v1 (compacted, key {source}:{campaign_id}): the same JSON as "
+        "GET /v1/campaigns/{key}; a null value (tombstone) when the campaign has no message left.",
+    ),
+    "contact-stats.v1.json": (
+        "Contact",
+        "Contact stats",
+        "Value of mailpulse.contact-stats.v1 (compacted, key {source}:{contact_id} or {source}:{email}): the same "
+        "JSON as GET /v1/contacts/{key}; a null value (tombstone) when the contact has no message left.",
+    ),
+}
 
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -35,12 +51,16 @@ def _inline(node: Any, components: dict[str, Any]) -> Any:
     return node
 
 
-def component_schema(name: str, *, title: str | None = None, doc: dict[str, Any] | None = None) -> dict[str, Any]:
+def component_schema(
+    name: str, *, title: str | None = None, description: str | None = None, doc: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A component schema as a standalone JSON Schema (draft 2020-12), references inlined."""
     doc = doc or load_openapi()
     components = doc["components"]["schemas"]
-    out = {"$schema": _DIALECT}
+    out: dict[str, Any] = {"$schema": _DIALECT}
     if title:
         out["title"] = title
+    if description:
+        out["description"] = description
     out.update(_inline(copy.deepcopy(components[name]), components))
     return out
