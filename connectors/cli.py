@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 from typing import Any
 
 from connectors.base import PassResult
+from connectors.clock import CLOCK_URL_ENV, RemoteClock
 from connectors.redact import install_secrets_filter
 from connectors.runner import SourceRunner, parse_cli_time, run_connect, source_secrets
 from mailpulse.config import Config, load_config
@@ -23,6 +25,11 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("connect", help="poll every configured provider into Kafka, exactly once")
     p.add_argument("--config", default=None, help="config file (default: $MAILPULSE_CONFIG)")
     p.add_argument("--source", action="append", default=None, help="only this source (repeatable)")
+    p.add_argument(
+        "--clock-url",
+        default=os.environ.get(CLOCK_URL_ENV),
+        help=f"follow a simulated provider clock (a simulator's /_sim/now) instead of the wall clock (default: ${CLOCK_URL_ENV})",
+    )
     p.set_defaults(func=_connect)
 
     b = subparsers.add_parser("backfill", help="re-read one source's history into Kafka, exactly once, with a progress bar")
@@ -31,6 +38,7 @@ def register(subparsers: Any) -> None:
     b.add_argument("--since", required=True, help="start: YYYY-MM-DD or an ISO 8601 timestamp (UTC)")
     b.add_argument("--until", default=None, help="end (default: now)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    b.add_argument("--clock-url", default=os.environ.get(CLOCK_URL_ENV), help="follow a simulated provider clock (see connect)")
     b.set_defaults(func=_backfill)
 
 
@@ -65,7 +73,15 @@ def _connect(args: argparse.Namespace) -> int:
     async def main() -> int:
         stop = asyncio.Event()
         _install_stop(asyncio.get_running_loop(), stop)
-        return await run_connect(config, stop, names=args.source)
+        if not args.clock_url:
+            return await run_connect(config, stop, names=args.source)
+        clock = RemoteClock(args.clock_url)
+        await clock.start()
+        log.info("following the provider clock at %s (now %s)", args.clock_url, clock().isoformat())
+        try:
+            return await run_connect(config, stop, names=args.source, clock=clock)
+        finally:
+            await clock.stop()
 
     return asyncio.run(main())
 
@@ -89,13 +105,18 @@ def _backfill(args: argparse.Namespace) -> int:
             seen[stream] = result.records
             bar.set_postfix(stream=stream, events=result.events, dlq=result.dlq)
 
-        runner = SourceRunner(config, source, mode="backfill", since=since, until=until, on_progress=progress)
+        clock = RemoteClock(args.clock_url) if args.clock_url else None
+        if clock is not None:
+            await clock.start()
+        runner = SourceRunner(config, source, mode="backfill", since=since, until=until, on_progress=progress, **({"clock": clock} if clock else {}))
         try:
             await runner.start()
             results = await runner.run_once()
         finally:
             bar.close()
             await runner.close()
+            if clock is not None:
+                await clock.stop()
         if not results:
             print(f"backfill {source.name}: this window was already backfilled (nothing to do)")
         for name, r in results.items():
