@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--size", type=int, default=2000, help="simulated messages per provider")
     up.add_argument("--no-simulate", action="store_true", help="poll the configured base_urls, start no simulators")
     up.add_argument("--keep-kafka", action="store_true", help="leave the local broker running on exit")
+    up.add_argument("--verbose", action="store_true", help="show the parts' info logs (default: warnings only)")
     _kafka_args(up)
     up.set_defaults(func=_up)
 
@@ -101,6 +103,7 @@ def _up(args: argparse.Namespace) -> int:
     from topics.admin import ensure_topics
 
     config = load_config(args.config)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the status line's own scrapes
     kafka = _launcher(args)
     started_kafka = False
     bootstrap = _external_broker()
@@ -117,10 +120,11 @@ def _up(args: argparse.Namespace) -> int:
 
     env = {**os.environ, BOOTSTRAP_ENV: bootstrap}
     commands = _registered_commands()
-    mailpulse = [sys.executable, "-m", "mailpulse.cli"]
+    level = "info" if args.verbose else "warning"
+    mailpulse = [sys.executable, "-m", "mailpulse.cli", "--log-level", level]
     parts: list[tuple[str, list[str]]] = []
     if "simulate" in commands and not args.no_simulate:
-        parts.append(("simulate", [*mailpulse, "simulate", "--size", str(args.size), "--port-base", "8701"]))
+        parts.append(("simulate", [*mailpulse, "simulate", "--size", str(args.size), "--port-base", "8701", "--start", "now", "--clock-speed", "1"]))
     if "connect" in commands:
         parts.append(("connect", [*mailpulse, "connect", "--config", args.config]))
     if "worker" in commands:
@@ -135,11 +139,15 @@ def _up(args: argparse.Namespace) -> int:
             if name == "simulate":
                 time.sleep(2)  # let the simulators bind before the pollers call them
         _print_banner(config, bootstrap, [p[0] for p in parts])
+        next_status = time.monotonic() + 10
         while True:
             for (name, _), proc in zip(parts, procs):
                 if proc.poll() is not None:
                     print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
                     return 1
+            if time.monotonic() >= next_status:
+                print(_status_line(config, [p[0] for p in parts]), flush=True)
+                next_status = time.monotonic() + 15
             time.sleep(0.5)
     except KeyboardInterrupt:
         print("\nstopping ...")
@@ -155,6 +163,48 @@ def _up(args: argparse.Namespace) -> int:
                 proc.kill()
         if started_kafka and not args.keep_kafka:
             kafka.stop()
+
+
+def _get(url: str) -> tuple[int, str] | None:
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=2)
+    except httpx.HTTPError:
+        return None
+    return response.status_code, response.text
+
+
+def _scrape(url: str) -> str | None:
+    got = _get(url)
+    return got[1] if got and got[0] == 200 else None
+
+
+def _sum_metric(text: str | None, name: str) -> int | None:
+    if text is None:
+        return None
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name)] in "{ "):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def _status_line(config, parts: list[str]) -> str:  # type: ignore[no-untyped-def]
+    """One line of progress, read from the parts' own endpoints."""
+    out = ["status:"]
+    if "connect" in parts:
+        metrics = _scrape(f"http://127.0.0.1:{config.connect.metrics_port}/metrics")
+        published = _sum_metric(metrics, "mailpulse_connector_events_published_total")
+        dlq = _sum_metric(metrics, "mailpulse_connector_dlq_records_total")
+        out.append(f"events published {published if published is not None else '?'}, dead letters {dlq if dlq is not None else '?'};")
+    if "worker" in parts:
+        base = f"http://127.0.0.1:{config.worker.web_port}"
+        ready = _get(f"{base}/readyz")
+        seen = _sum_metric(_scrape(f"{base}/metrics"), "mailpulse_stream_events_total")
+        state = "unreachable" if ready is None else ("ready" if ready[0] == 200 else "recovering")
+        out.append(f"worker {state}, events processed {seen if seen is not None else '?'}")
+    return " ".join(out)
 
 
 def _print_banner(config, bootstrap: str, parts: list[str]) -> None:  # type: ignore[no-untyped-def]

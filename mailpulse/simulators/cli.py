@@ -32,8 +32,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--size", default="2000", help="messages per provider, roughly (default 2000)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port-base", default="8701", help="first of four consecutive ports (default 8701)")
-    p.add_argument("--clock-speed", default="60", help="simulated seconds per real second (default 60; 0 = frozen)")
-    p.add_argument("--start", default=None, help="simulated start of the history, ISO date/time (default 2026-11-01)")
+    # The pollers compare provider times with their own wall clock (windows up to "now", lookback
+    # from "now"), so by default the simulated clock starts at the real time and runs at its pace.
+    p.add_argument(
+        "--clock-speed",
+        default="1",
+        help="simulated seconds per real second (default 1: the wall clock's pace; 0 = frozen; "
+        "faster clocks run ahead of the pollers' wall clock)",
+    )
+    p.add_argument(
+        "--start",
+        default="now",
+        help="simulated start of the history, ISO date/time, or 'now' (default): the history ends, "
+        "and the clock starts, at the current hour",
+    )
     p.add_argument(
         "--faults",
         default="",
@@ -61,7 +73,11 @@ def build_config(args: argparse.Namespace) -> tuple[SimulatorConfig, dict[str, o
     port_base = int(number("port-base", args.port_base, int, 0, 65532))
     speed = number("clock-speed", args.clock_speed, float, 0)
     kw: dict[str, object] = {}
-    if args.start:
+    if args.start == "now":
+        history = SimulatorConfig.__dataclass_fields__["history"].default
+        hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        kw["start"] = hour - history  # type: ignore[operator]
+    elif args.start:
         try:
             start = datetime.fromisoformat(args.start)
         except ValueError:
