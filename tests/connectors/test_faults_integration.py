@@ -24,6 +24,7 @@ async def test_storms_bad_records_and_a_revoked_key_stop_only_what_they_must(kaf
     sim = Simulator(SimulatorConfig(seed=21, size=1000))
     sim.faults.set("smartcq", bad_record_rate=0.01)
     sim.faults.script("supersend", ["429:1", "503", "500", "429", "502", "ok", "504", "503", "500"])
+    sim.faults.script("smtpeter", ["invalid-json", "wrong-shape", "malformed"])
     sim.faults.revoke("smartersends")
     fast = {p: {"poll_interval": "0.5s", "reconcile_interval": "1h"} for p in ALL}
     async with serve_simulators(sim) as urls:
@@ -54,6 +55,8 @@ async def test_storms_bad_records_and_a_revoked_key_stop_only_what_they_must(kaf
     # The storm was survived: every SuperSend fact arrived.
     assert {f for f in pairs if f in supersend_truth} == supersend_truth
     assert REGISTRY.get_sample_value("mailpulse_connector_retries_total", {"provider": "supersend", "source": "acme-supersend", "stream": "events", "reason": "503"}) >= 1
+    # Malformed pages were retried, then read.
+    assert REGISTRY.get_sample_value("mailpulse_connector_retries_total", {"provider": "smtpeter", "source": "acme-smtpeter", "stream": "events", "reason": "malformed"}) >= 3
     # Bad records went to the DLQ with their reason and payload; every good one was published.
     assert {f for f in pairs if f in smartcq_truth} == smartcq_truth
     dlq = [r.value for r in await read_topic(kafka.bootstrap, topic_prefix, DLQ) if r.value["source"] == "acme-smartcq"]

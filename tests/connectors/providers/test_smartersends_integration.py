@@ -66,3 +66,23 @@ async def test_campaigns_usage_and_calendar_are_published_and_follow_changes(kaf
             assert all(v["name"] == by_id[k]["name"] for k, v in entries2.items())
         finally:
             await runner.close()
+
+
+async def test_an_export_reply_without_a_url_is_a_clear_error_and_the_next_poll_recovers(kafka, topic_prefix):
+    from connectors.errors import RetriableAPIError
+
+    sim = Simulator(SimulatorConfig(seed=10, size=800))
+    async with serve_simulators(sim, providers=("smartersends",)) as urls:
+        config = make_config(kafka.bootstrap, topic_prefix, urls, ("smartersends",))
+        runner = runner_for(config, "smartersends", sim, streams=("campaigns",))
+        await runner.start()
+        try:
+            sim.faults.script("smartersends", ["no-url"])
+            with pytest.raises(RetriableAPIError, match="no download URL") as info:
+                await runner.run_once("poll")
+            assert "no temporary URL" in str(info.value)  # the provider's own message is kept
+            assert latest(await read_topic(kafka.bootstrap, topic_prefix, CAMPAIGNS)) == {}
+            await runner.run_once("poll")
+            assert latest(await read_topic(kafka.bootstrap, topic_prefix, CAMPAIGNS))
+        finally:
+            await runner.close()

@@ -96,3 +96,28 @@ async def test_rows_arriving_during_a_pass_shift_no_offsets_and_are_read_next_ti
         finally:
             mover.cancel()
             await runner.close()
+
+
+async def test_a_malformed_page_is_retried_then_reported_and_the_cursor_stays(kafka, topic_prefix):
+    from connectors.errors import MalformedPage
+    from topics.contracts import CHECKPOINTS
+
+    sim = Simulator(SimulatorConfig(seed=13, size=300))
+    async with serve_simulators(sim, providers=("supersend",)) as urls:
+        config = make_config(kafka.bootstrap, topic_prefix, urls, ("supersend",))
+        runner = runner_for(config, "supersend", sim)
+        await runner.start()
+        try:
+            # One more bad answer than the retries allow, on the second page.
+            sim.faults.script("supersend", ["ok", "invalid-json", "wrong-shape", "malformed", "invalid-json", "wrong-shape", "malformed", "invalid-json"])
+            with pytest.raises(MalformedPage, match="malformed page") as info:
+                await runner.run_once("poll")
+            assert "acme-supersend/events" in str(info.value) and "sim-supersend-key" not in str(info.value)
+            assert runner.runners[0].cursor is None
+            assert [r for r in await read_topic(kafka.bootstrap, topic_prefix, CHECKPOINTS)] == []
+            # The next pass reads the whole window again and publishes each fact once.
+            await runner.run_once("poll")
+            got = facts(await read_topic(kafka.bootstrap, topic_prefix, EVENTS))
+            assert len(got) == len(set(got)) and set(got) == expected_facts(sim.snapshot("supersend"))
+        finally:
+            await runner.close()
