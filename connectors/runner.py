@@ -28,7 +28,6 @@ from connectors.providers.supersend import SuperSendEvents
 from connectors.publisher import Publisher, transactional_id
 from connectors.state import load_change_index, load_dlq_digests, load_event_index, read_checkpoints
 from mailpulse.config import Config
-from topics.contracts import TopicSpec
 from topics.events import format_timestamp, parse_timestamp
 
 __all__ = ["STREAMS", "SourceRunner", "make_client", "source_secrets", "run_connect"]

@@ -9,10 +9,10 @@ from typing import Any, AsyncIterator, Iterable
 from connectors import metrics
 from connectors.base import Output, Page, Plan, Stream, Tombstone
 from connectors.dedupe import ChangeIndex
-from connectors.errors import FatalAPIError, MalformedPage, NormalisationError, RetriableAPIError
+from connectors.errors import FatalAPIError, NormalisationError, RetriableAPIError
 from connectors.providers._common import body_dict, body_list, optional_timestamp, require_mapping, require_str, timestamp
 from connectors.records import CalendarEvent, UsageReport
-from topics.contracts import CALENDAR, CAMPAIGNS, USAGE, TopicSpec
+from topics.contracts import CALENDAR, CAMPAIGNS, USAGE
 from topics.records import CampaignMetadata
 
 __all__ = [
