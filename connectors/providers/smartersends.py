@@ -174,7 +174,7 @@ class SmarterSendsCampaigns(Stream):
             )
         # A pre-signed URL: no credentials to another host.
         rows = await self.client.request("GET", url, stream=self.name, parse=_array, authenticated=False)
-        yield Page(rows, {"exported_at": plan.now.isoformat(), "window": [start.strftime(_STAMP), end.strftime(_STAMP)]})
+        yield Page(rows)  # stateless: every poll re-exports its window, so there is no cursor to keep
 
 
 class SmarterSendsUsage(Stream):
@@ -198,7 +198,7 @@ class SmarterSendsUsage(Stream):
     async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
         start, end = (plan.now - USAGE_WINDOW).date().isoformat(), plan.now.date().isoformat()
         body = await self.request("/api/usage/conversations", {"start_date": start, "end_date": end, "format": "json"}, parse=_usage_body)
-        yield Page([((start, end), body)], {"reported_at": plan.now.isoformat()})
+        yield Page([((start, end), body)])  # stateless, like the export
 
 
 def _usage_body(body: Any) -> dict[str, Any]:
@@ -217,7 +217,7 @@ class SmarterSendsCalendar(Stream):
 
     async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
         rows = await self.request("/api/events", parse=_calendar_body)
-        yield Page(rows, {"listed_at": plan.now.isoformat()})
+        yield Page(rows)  # the whole list every time: no cursor
 
     def finish_pass(self, outputs: list[Output], plan: Plan, known: dict[str, ChangeIndex]) -> Iterable[Output]:
         # The list is complete: an entry we published that is no longer listed was deleted.
