@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, AsyncIterator, Mapping
 
 from connectors.base import Output, Page, Plan, Stream
@@ -106,8 +107,14 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[Output]:
         for type_, at in facts.items()
     ]
     if campaign_id:
-        out.append(CampaignMetadata(source, PROVIDER, str(campaign_id), observed_at, name=campaign.get("name")))
+        out.append(_campaign(source, str(campaign_id), campaign.get("name"), observed_at))
     return out
+
+
+@lru_cache(maxsize=4096)
+def _campaign(source: str, campaign_id: str, name: str | None, observed_at: datetime) -> CampaignMetadata:
+    # Every row of a page repeats its campaign: one frozen value per (campaign, name, page).
+    return CampaignMetadata(source, PROVIDER, campaign_id, observed_at, name=name)
 
 
 def _page(body: Any) -> dict[str, Any]:
