@@ -126,7 +126,11 @@ def _up(args: argparse.Namespace) -> int:
     if "simulate" in commands and not args.no_simulate:
         parts.append(("simulate", [*mailpulse, "simulate", "--size", str(args.size), "--port-base", "8701", "--start", "now", "--clock-speed", "1"]))
     if "connect" in commands:
-        parts.append(("connect", [*mailpulse, "connect", "--config", args.config]))
+        connect = [*mailpulse, "connect", "--config", args.config]
+        if "simulate" in [p[0] for p in parts]:
+            # Follow the simulators' clock, not the wall clock, for window ends and lag.
+            connect += ["--clock-url", "http://127.0.0.1:8701/_sim/now"]
+        parts.append(("connect", connect))
     if "worker" in commands:
         parts.append(("worker", [*mailpulse, "worker", "--config", args.config]))
 

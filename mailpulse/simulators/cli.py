@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--start",
         default="now",
         help="simulated start of the history, ISO date/time, or 'now' (default): the history ends, "
-        "and the clock starts, at the current hour",
+        "and the clock starts, at the current time",
     )
     p.add_argument(
         "--faults",
@@ -75,8 +75,7 @@ def build_config(args: argparse.Namespace) -> tuple[SimulatorConfig, dict[str, o
     kw: dict[str, object] = {}
     if args.start == "now":
         history = SimulatorConfig.__dataclass_fields__["history"].default
-        hour = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-        kw["start"] = hour - history  # type: ignore[operator]
+        kw["start"] = datetime.now(timezone.utc).replace(microsecond=0) - history  # type: ignore[operator]
     elif args.start:
         try:
             start = datetime.fromisoformat(args.start)
