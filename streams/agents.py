@@ -90,7 +90,13 @@ async def process_events(s: Streams, events: list[Any]) -> None:
         by_partition[msg.partition][key].append(ev)
     new = dup = 0
     now = _now_ms()
+    owned = {tp.partition for tp in s.app.consumer.assignment() if tp.topic == s.events_name}
     for partition, messages in by_partition.items():
+        if partition not in owned:
+            # Buffered before a rebalance took the partition away: its new owner
+            # reads it again from the committed offset; writing it here could
+            # put an older state into the changelog after the new owner's.
+            continue
         view = view_for(s, partition)
         writes: list[tuple[bytes, bytes]] = []
         for key, evs in messages.items():

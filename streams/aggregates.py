@@ -173,6 +173,8 @@ class PartitionView:
         horizon = now_ms - HOURLY_RETENTION_MS
         new_c = contribution(new)
         old_c = None if old is None else contribution(old)
+        if old_c == new_c and campaign_key(old) == campaign_key(new) and contact_key(old) == contact_key(new):  # type: ignore[arg-type]
+            return  # a fact that changes no count, time or key (a second delivery report, a queued event)
         for table, dirty, key_of, hourly in (
             (self.campaigns, self.dirty_campaigns, campaign_key, True),
             (self.contacts, self.dirty_contacts, contact_key, False),

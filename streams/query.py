@@ -7,12 +7,11 @@ The JSON built here is also the value of the stats topics
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+import time
 from typing import Any, Mapping, Sequence
 
 from streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS, Combined, combine
 from streams.reducers import COUNT_FIELDS, FLAG_FIELDS
-from topics.events import format_timestamp
 
 __all__ = [
     "QueryError",
@@ -65,7 +64,12 @@ def rates(counts: Mapping[str, int]) -> dict[str, float | None]:
 
 
 def _ts(ms: int | None) -> str | None:
-    return None if ms is None else format_timestamp(datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
+    """Epoch ms -> RFC 3339 UTC, the same text as ``topics.events.format_timestamp`` (ms precision), faster."""
+    if ms is None:
+        return None
+    secs, milli = divmod(ms, 1000)
+    t = time.gmtime(secs)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{milli:03d}Z"
 
 
 def _split(key: str) -> tuple[str, str]:

@@ -118,7 +118,13 @@ class WorkerProcess:
         return httpx.get(self.url + path, params=params, timeout=15)
 
 
-async def wait_until(check: Callable[[], Any], timeout: float, what: str, workers: Iterable[WorkerProcess] = ()) -> Any:
+async def wait_until(
+    check: Callable[[], Any],
+    timeout: float,
+    what: str,
+    workers: Iterable[WorkerProcess] = (),
+    show: Callable[[], Any] | None = None,
+) -> Any:
     """Poll ``check`` (sync, may raise) until it returns a truthy value."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -134,4 +140,5 @@ async def wait_until(check: Callable[[], Any], timeout: float, what: str, worker
             last = exc
         await asyncio.sleep(0.5)
     tails = "\n".join(f"--- {w.dir.name}\n{w.tail()}" for w in workers)
-    raise AssertionError(f"timed out waiting for {what}: last {last!r}\n{tails}")
+    detail = "" if show is None else f"\ndetail: {await asyncio.to_thread(show)!r}"
+    raise AssertionError(f"timed out waiting for {what}: last {last!r}{detail}\n{tails}")

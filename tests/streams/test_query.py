@@ -102,3 +102,16 @@ def test_lists_of_several_workers_merge_newest_first_and_are_cut_to_the_limit() 
     b = [{"key": "s:b", "last_event_at": "2026-11-23T11:00:00.000Z"}]
     assert [i["key"] for i in merge_lists([a, b], "last_event_at", 2)] == ["s:b", "s:a"]
     assert [i["key"] for i in merge_lists([a, b], "-last_event_at", 3)] == ["s:c", "s:a", "s:b"]
+
+
+def test_answer_timestamps_are_the_event_schema_format_at_millisecond_precision() -> None:
+    import random
+    from datetime import datetime, timezone
+
+    from streams.query import _ts
+    from topics.events import format_timestamp
+
+    rng = random.Random(3)
+    for ms in [0, 999, 1_000, 1_795_000_000_123] + [rng.randrange(0, 4_000_000_000_000) for _ in range(500)]:
+        dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc).replace(microsecond=(ms % 1000) * 1000)
+        assert _ts(ms) == format_timestamp(dt)

@@ -25,7 +25,8 @@ async def test_one_worker_answers_every_campaign_and_contact_exactly_under_dupli
     w = WorkerProcess(tmp_path, kafka.bootstrap, topic_prefix, "w1").start()
     try:
         await wait_until(lambda: w.get("/readyz").status_code == 200, 90, "worker ready", [w])
-        await wait_until(lambda: not mismatches(w, campaigns, "campaigns"), 60, "exact campaign answers", [w])
+        await wait_until(lambda: not mismatches(w, campaigns, "campaigns"), 90, "exact campaign answers", [w], show=lambda: mismatches(w, campaigns, "campaigns")[:5])
+        await wait_until(lambda: not mismatches(w, contacts, "contacts"), 60, "exact contact answers", [w])
         assert mismatches(w, campaigns, "campaigns") == []
         assert mismatches(w, contacts, "contacts") == []
     finally:
@@ -53,7 +54,14 @@ async def test_two_workers_answer_every_key_and_stay_exact_after_one_is_sigkille
 
         await wait_until(split, 120, "two ready workers sharing the partitions", workers)
         campaigns, contacts = ground_truth(first.events)
-        await wait_until(lambda: not mismatches(w1, campaigns, "campaigns"), 60, "exact campaigns", workers)
+        await wait_until(
+            lambda: not mismatches(w1, campaigns, "campaigns"), 90, "exact campaigns", workers,
+            show=lambda: mismatches(w1, campaigns, "campaigns")[:5],
+        )
+        await wait_until(
+            lambda: not mismatches(w1, contacts, "contacts"), 60, "exact contacts", workers,
+            show=lambda: mismatches(w1, contacts, "contacts")[:5],
+        )
         for w in workers:  # every key, from either worker (routed to its owner when needed)
             assert mismatches(w, campaigns, "campaigns") == []
             assert mismatches(w, contacts, "contacts") == []
@@ -68,7 +76,14 @@ async def test_two_workers_answer_every_key_and_stay_exact_after_one_is_sigkille
         await wait_until(
             lambda: w2.get("/readyz").json()["partitions"] == list(range(8)), 90, "w2 owning every partition", [w2]
         )
-        await wait_until(lambda: not mismatches(w2, campaigns, "campaigns"), 90, "exact campaigns after takeover", [w2])
+        await wait_until(
+            lambda: not mismatches(w2, campaigns, "campaigns"), 90, "exact campaigns after takeover", [w2],
+            show=lambda: mismatches(w2, campaigns, "campaigns")[:5],
+        )
+        await wait_until(
+            lambda: not mismatches(w2, contacts, "contacts"), 60, "exact contacts after takeover", [w2],
+            show=lambda: mismatches(w2, contacts, "contacts")[:5],
+        )
         assert mismatches(w2, campaigns, "campaigns") == []
         assert mismatches(w2, contacts, "contacts") == []
     finally:
