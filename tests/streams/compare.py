@@ -33,3 +33,32 @@ def mismatches(worker: WorkerProcess, truth: dict[str, dict[str, Any]], kind: st
         elif kind == "contacts" and got["status"] != exp["status"]:
             bad.append(f"{key}: status {got['status']} != {exp['status']}")
     return bad
+
+
+SENT_TYPES = {"sent", "delivered", "deferred", "opened", "clicked", "bounced", "complained", "unsubscribed", "replied"}
+
+
+def expected_hourly_sent(events: list) -> dict[str, dict[str, int]]:
+    """Campaign -> hour start -> messages first sent in that hour (independent of the worker's code)."""
+    first_sent: dict[str, tuple[str, datetime]] = {}
+    for e in events:
+        if e.type.value in SENT_TYPES and e.campaign_id:
+            prev = first_sent.get(e.key)
+            if prev is None or e.occurred_at < prev[1]:
+                first_sent[e.key] = (f"{e.source}:{e.campaign_id}", e.occurred_at)
+    out: dict[str, dict[str, int]] = {}
+    for key, at in first_sent.values():
+        hour = at.replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        out.setdefault(key, {}).setdefault(hour, 0)
+        out[key][hour] += 1
+    return out
+
+
+def hourly_mismatches(worker: WorkerProcess, expected: dict[str, dict[str, int]]) -> list[str]:
+    bad = []
+    for key, hours in expected.items():
+        windows = worker.get(f"/v1/campaigns/{key}/hourly", hours=48).json()["windows"]
+        got = {w["start"]: w["counts"]["sent"] for w in windows if w["counts"]["sent"]}
+        if got != hours:
+            bad.append(f"{key}: hourly sent {got} != {hours}")
+    return bad
