@@ -78,9 +78,12 @@ async def process_events(s: Streams, events: list[Any]) -> None:
     dead: list[tuple[bytes, bytes]] = []
     for event in events:
         msg = event.message
+        if msg.value is None:
+            dead.append(_dead_letter(msg.key, None, "invalid event: $: null value (tombstone) on the events topic"))
+            continue
         try:
             ev = decode_event(msg.value)
-        except SchemaError as exc:
+        except (SchemaError, ValueError, TypeError) as exc:
             dead.append(_dead_letter(msg.key, msg.value, f"invalid event: {exc}"))
             continue
         key = msg.key

@@ -31,7 +31,7 @@ from streams.metrics import WorkerMetrics
 from streams.tables import PartitionStore
 from topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS, DLQ, EVENTS, topic_name
 
-__all__ = ["Streams", "app_id", "create_app"]
+__all__ = ["Streams", "app_id", "create_app", "ensure_internal_topics"]
 
 MIB = 1024 * 1024
 #: Faust default for RocksDB max_write_buffer_number; part of the memory bound.
@@ -179,3 +179,39 @@ def memory_bound_mb(config: Config, tables: int = 3) -> int:
     w = config.worker
     per_db = w.rocksdb_block_cache_mb + w.rocksdb_write_buffer_mb * WRITE_BUFFERS
     return tables * EVENTS.partitions * per_db
+
+
+async def ensure_internal_topics(streams: Streams, timeout_s: float = 30.0) -> list[str]:
+    """Create the partial topics and table changelogs before the consumer subscribes.
+
+    Faust creates them at startup too, but after its consumer has subscribed:
+    a topic missing from the first assignment ("Ignoring missing topic") is
+    only picked up after the next metadata refresh and rebalance, minutes
+    later, and until then its agent reads nothing.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    config = streams.config
+    rf = config.kafka.replication_factor or 1
+    wanted = {
+        streams.campaign_partials.get_topic_name(): {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)},
+        streams.contact_partials.get_topic_name(): {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)},
+    }
+    for table in streams.tables.values():
+        wanted[table.changelog_topic_name] = {"cleanup.policy": "compact"}
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.kafka.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000))
+    await admin.start()
+    try:
+        present = set(await admin.list_topics())
+        missing = [n for n in wanted if n not in present]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(n, EVENTS.partitions, rf, topic_configs=wanted[n]) for n in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another worker created it first
+        return missing
+    finally:
+        await admin.close()

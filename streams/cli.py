@@ -41,6 +41,9 @@ def run_worker(config: Config) -> int:
     asyncio.set_event_loop(loop)
     config.worker.data_dir.mkdir(parents=True, exist_ok=True)
     streams = build_worker(config)
+    from streams.app import ensure_internal_topics
+
+    loop.run_until_complete(ensure_internal_topics(streams))
     worker = faust.Worker(
         streams.app,
         loglevel=_LEVELS[config.worker.log_level],
