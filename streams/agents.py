@@ -93,13 +93,10 @@ async def process_events(s: Streams, events: list[Any]) -> None:
         by_partition[msg.partition][key].append(ev)
     new = dup = 0
     now = _now_ms()
-    owned = {tp.partition for tp in s.app.consumer.assignment() if tp.topic == s.events_name}
+    # No ownership filter here: during a rebalance the consumer's assignment is
+    # briefly empty, and skipping (yet acking) a batch of a partition this worker
+    # keeps lost events (seen in the two-worker test). Merging is idempotent.
     for partition, messages in by_partition.items():
-        if partition not in owned:
-            # Buffered before a rebalance took the partition away: its new owner
-            # reads it again from the committed offset; writing it here could
-            # put an older state into the changelog after the new owner's.
-            continue
         view = view_for(s, partition)
         writes: list[tuple[bytes, bytes]] = []
         for key, evs in messages.items():
@@ -295,5 +292,11 @@ def install_agents(s: Streams) -> None:
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Forget every view: whatever this worker gets back after the rebalance
+        # is rebuilt from the (recovered) message table with a new epoch. A view
+        # kept across a rebalance could be stale (another worker may have owned
+        # the partition meanwhile), and its partials, carrying the old epoch,
+        # would be ignored by stage 2 forever.
+        s.views.clear()
         s.views_ready = False
         s.metrics.ready.set(0)
