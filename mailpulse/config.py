@@ -120,8 +120,8 @@ class WorkerConfig(_Model):
     heartbeat_interval: Duration = timedelta(seconds=3)
     rebalance_timeout: Duration = timedelta(seconds=60)
     #: Events per stage-1 batch, and the longest wait to fill one.
-    batch_size: int = Field(default=2000, ge=1)
-    batch_within: Duration = timedelta(milliseconds=500)
+    #: Most records one fetch hands to a handler (Faust's broker_max_poll_records).
+    batch_size: int = Field(default=10_000, ge=1)
     #: How often changed aggregates are published (partials and stats topics).
     publish_interval: Duration = timedelta(seconds=1)
     #: Faust log level of the worker: crit, error, warn, info or debug.

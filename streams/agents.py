@@ -24,6 +24,7 @@ import orjson
 
 from streams.aggregates import PartitionView, merge_partial
 from streams.app import Streams
+from streams.kafka_compat import register_bulk_handler
 from streams.query import campaign_answer, contact_answer
 from streams.reducers import MessageState, apply_events, decode_state, encode_state
 from streams.tables import partition_of
@@ -71,13 +72,12 @@ def view_for(s: Streams, partition: int) -> PartitionView:
     return view
 
 
-async def process_events(s: Streams, events: list[Any]) -> None:
-    """Stage 1: merge a batch of events into message states and the partition views."""
+async def process_events(s: Streams, records: list[Any]) -> None:
+    """Stage 1: merge a batch of event records into message states and the partition views."""
     started = time.perf_counter()
     by_partition: dict[int, dict[bytes, list[EmailEvent]]] = defaultdict(lambda: defaultdict(list))
     dead: list[tuple[bytes, bytes]] = []
-    for event in events:
-        msg = event.message
+    for msg in records:
         if msg.value is None:
             dead.append(_dead_letter(msg.key, None, "invalid event: $: null value (tombstone) on the events topic"))
             continue
@@ -155,7 +155,7 @@ def _decode_meta(value: bytes | None) -> dict[str, Any] | None:
     return {k: data.get(k) for k in ("name", "subject", "send_time")}
 
 
-async def process_partials(s: Streams, events: list[Any], *, kind: str) -> None:
+async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None:
     """Stage 2: merge partials (and campaign metadata) into the campaign or contact table."""
     started = time.perf_counter()
     store = s.campaign_table if kind == "campaign" else s.contact_table
@@ -164,8 +164,7 @@ async def process_partials(s: Streams, events: list[Any], *, kind: str) -> None:
     # partition -> key -> [("meta", value) | ("partial", partial)], in log order
     grouped: dict[int, dict[bytes, list[tuple[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     consumed = 0
-    for event in events:
-        msg = event.message
+    for msg in records:
         try:
             if msg.topic == meta_topic:
                 if msg.key is not None:
@@ -259,24 +258,28 @@ def sync_views(s: Streams) -> None:
 
 
 def install_agents(s: Streams) -> None:
+    """Register the stage-1 and stage-2 handlers, the publishing timer and the rebalance hooks.
+
+    No Faust agent reads a record: every topic is handed to its handler one
+    fetched batch at a time by the consumer (``streams.kafka_compat``), acked
+    when the handler returns. Faust still owns the group membership, the
+    assignment, table recovery, commits, timers and the web server.
+    """
     app = s.app
     w = s.config.worker
-    batch, within = w.batch_size, w.batch_within.total_seconds()
 
-    @app.agent(s.events_topic, name="messages", concurrency=1)
-    async def messages(stream: Any) -> None:
-        async for events in stream.take_events(batch, within=within):
-            await process_events(s, events)
+    async def messages(records: list[Any]) -> None:
+        await process_events(s, records)
 
-    @app.agent(s.campaign_inputs, name="campaigns", concurrency=1)
-    async def campaigns(stream: Any) -> None:
-        async for events in stream.take_events(batch, within=within):
-            await process_partials(s, events, kind="campaign")
+    async def campaigns(records: list[Any]) -> None:
+        await process_partials(s, records, kind="campaign")
 
-    @app.agent(s.contact_partials, name="contacts", concurrency=1)
-    async def contacts(stream: Any) -> None:
-        async for events in stream.take_events(batch, within=within):
-            await process_partials(s, events, kind="contact")
+    async def contacts(records: list[Any]) -> None:
+        await process_partials(s, records, kind="contact")
+
+    register_bulk_handler(app, s.events_topic, messages)
+    register_bulk_handler(app, s.campaign_inputs, campaigns)
+    register_bulk_handler(app, s.contact_partials, contacts)
 
     interval = w.publish_interval.total_seconds()
 

@@ -124,7 +124,7 @@ def create_app(config: Config) -> Streams:
         web_stats_enabled=False,
         web_metrics_enabled=False,
         # Throughput (faust-notes): big polls and fetches; commits by interval.
-        broker_max_poll_records=10_000,
+        broker_max_poll_records=w.batch_size,
         consumer_max_fetch_size=16 * MIB,
         broker_commit_every=100_000,
         broker_commit_interval=2.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from mailpulse.config import Config, load_config
@@ -42,7 +43,9 @@ def run_worker(config: Config) -> int:
     config.worker.data_dir.mkdir(parents=True, exist_ok=True)
     streams = build_worker(config)
     from streams.app import ensure_internal_topics
+    from streams.tables import discard_unacknowledged
 
+    discard_unacknowledged(Path(streams.app.conf.tabledir))
     loop.run_until_complete(ensure_internal_topics(streams))
     worker = faust.Worker(
         streams.app,

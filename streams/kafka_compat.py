@@ -21,14 +21,17 @@ drain loop (``ReadCommittedConsumer._drain_messages``, see its docstring).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import aiokafka
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING as _CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["ReadCommittedTransport", "patch_read_committed"]
+__all__ = ["BulkHandler", "ReadCommittedTransport", "patch_read_committed", "register_bulk_handler"]
+
+#: Receives every record of one fetch for its topic, in log order per partition.
+BulkHandler = Callable[[list[Any]], Awaitable[None]]
 
 #: Versions the override was read against and is tested with.
 _FAUST_VERSIONS = ("0.15.",)
@@ -58,16 +61,23 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by every worker test
-        """Faust 0.15.3's ``Consumer._drain_messages`` with a fast path.
+        """Faust 0.15.3's ``Consumer._drain_messages``, with records of bulk topics handed over in batches.
 
-        Faust hands every record to the conductor through ``wait_first(callback,
-        suspend_flow.wait())``, which creates four tasks per record: the largest
-        single cost of a worker (profiled). The tasks exist so that a callback
-        blocked on suspended flow control can be abandoned at a rebalance. When
-        neither the consumer's flow nor the app's flow control is suspended the
-        callback cannot block on them, so it is awaited directly; otherwise
-        Faust's path runs unchanged. Everything else is Faust's code as is.
+        Faust hands every record to the conductor, which builds an event, puts it
+        in a stream queue, and an agent iterates and acks it: about half of a
+        worker's CPU (profiled), and a path whose flow-control races (queue
+        clears cancelling blocked puts, records dropped mid-fetch) are hard to
+        reason about. For a topic registered with ``register_bulk_handler``,
+        every record of one ``getmany`` is instead collected, tracked as
+        unacked (so a rebalance's ``wait_empty`` waits for the batch and no
+        write of a revoked partition can land after the revocation), handed to
+        the handler in one call, in log order per partition, and acked only
+        once the handler returned. A handler that raises crashes the consumer:
+        nothing is acked, so every record is read again after the restart.
+        Records of other topics take Faust's path unchanged. The read-offset and
+        gap bookkeeping is Faust's, as is.
         """
+        handlers: dict[str, Any] = getattr(self.transport, "bulk_handlers", {})
         callback = self.callback
         getmany = self.getmany
         consumer_should_stop = self._stopped.is_set
@@ -78,8 +88,8 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
         unset_flag = self.diag.unset_flag
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
-        suspended = self.suspend_flow.is_set
-        flow_active = self.app.flow_control.is_active
+        track = self._unacked_messages.add
+        ack = self.ack
         yield_every = 100
         num_since_yield = 0
         sleep = asyncio.sleep
@@ -89,11 +99,8 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
                 ait = getmany(timeout=1.0)
                 await self.sleep(0)
                 if not self.should_stop:
+                    bulk: dict[str, list[Any]] = {}
                     async for tp, message in ait:
-                        num_since_yield += 1
-                        if num_since_yield > yield_every:
-                            await sleep(0)
-                            num_since_yield = 0
                         offset = message.offset
                         r_offset = get_read_offset(tp)
                         if r_offset is None or offset >= r_offset:
@@ -105,24 +112,24 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
                                 if self._n_acked >= commit_every:
                                     self._n_acked = 0
                                     await self.commit()
-                            if not suspended() and flow_active():
-                                # Step the callback once: it almost always completes
-                                # without suspending (the record goes into a stream
-                                # queue), and then no task is needed at all.
-                                coro = callback(message)
-                                try:
-                                    first = coro.send(None)
-                                except StopIteration:
-                                    pass
-                                else:
-                                    # It would block (full stream queue, producer
-                                    # buffer, flow control): finish it as Faust does,
-                                    # raced against a rebalance suspending the flow.
-                                    task = asyncio.ensure_future(_finish(coro, first))
-                                    await self.wait_first(task, self.suspend_flow.wait())
+                            if tp.topic in handlers:
+                                track(message)
+                                batch = bulk.get(tp.topic)
+                                if batch is None:
+                                    batch = bulk[tp.topic] = []
+                                batch.append(message)
                             else:
+                                num_since_yield += 1
+                                if num_since_yield > yield_every:
+                                    await sleep(0)
+                                    num_since_yield = 0
                                 await self.wait_first(callback(message), self.suspend_flow.wait())
                             set_read_offset(tp, offset)
+                    for topic, batch in bulk.items():
+                        await handlers[topic](batch)
+                        for message in batch:
+                            ack(message)
+                        await sleep(0)
                     unset_flag(_CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -136,42 +143,19 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
             raise
         except Exception as exc:
             self.log.exception("Drain messages raised: %r", exc)
+            await self.crash(exc)
             raise
         finally:
             unset_flag(_CONSUMER_FETCHING)
 
 
-class _Resume:
-    """Continue a coroutine that was stepped once by hand and yielded ``first`` (a future)."""
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Any, first: Any) -> None:
-        self.coro, self.first = coro, first
-
-    def __await__(self) -> Any:
-        value = self.first
-        while True:
-            try:
-                yield value  # the running task waits for it, then resumes us
-            except BaseException as exc:  # cancellation included: pass it into the coroutine
-                try:
-                    value = self.coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    value = self.coro.send(None)
-                except StopIteration as stop:
-                    return stop.value
-
-
-async def _finish(coro: Any, first: Any) -> Any:
-    return await _Resume(coro, first)
-
-
 class ReadCommittedTransport(faust_aiokafka.Transport):
     Consumer = ReadCommittedConsumer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Topic name -> ``async handler(list[Message])``; see ``ReadCommittedConsumer._drain_messages``.
+        self.bulk_handlers: dict[str, BulkHandler] = {}
 
 
 def patch_read_committed(app: faust.App) -> None:
@@ -179,3 +163,19 @@ def patch_read_committed(app: faust.App) -> None:
     _check_versions()
     # Same construction as faust.App._new_transport, with our class.
     app.transport = ReadCommittedTransport(app.conf.broker_consumer, app)
+
+
+def register_bulk_handler(app: faust.App, topic: Any, handler: BulkHandler) -> None:
+    """Subscribe ``topic`` and hand its records to ``handler`` in batches, bypassing Faust's streams.
+
+    The topic joins the conductor's subscription (so Faust's assignor
+    co-partitions it with the tables, and acks and commits cover it), but no
+    agent reads it: ``ReadCommittedConsumer._drain_messages`` calls ``handler``
+    with each fetch's records and acks them when it returns.
+    """
+    transport = app.transport
+    if not isinstance(transport, ReadCommittedTransport):
+        raise RuntimeError("register_bulk_handler needs patch_read_committed(app) first")
+    for name in topic.topics:
+        transport.bulk_handlers[name] = handler
+    app.topics.add(topic)

@@ -14,6 +14,11 @@ are marked processed.
 
 from __future__ import annotations
 
+import itertools
+import logging
+import shutil
+import time
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import rocksdict
@@ -22,7 +27,17 @@ from faust.types import TP
 
 from topics.contracts import EVENTS
 
-__all__ = ["PartitionStore", "partition_of"]
+__all__ = ["PartitionStore", "discard_unacknowledged", "partition_of"]
+
+log = logging.getLogger(__name__)
+
+#: Local bookkeeping keys, never changelogged: the token of the last batch written
+#: to this RocksDB, and of the last batch whose changelog records the broker acknowledged.
+WRITTEN_KEY = b"__mailpulse\x00written__"
+ACKED_KEY = b"__mailpulse\x00acked__"
+_LOCAL_PREFIXES = (b"__faust\x00", b"__mailpulse\x00")
+#: Batch tokens: increasing within a process, distinct across restarts.
+_tokens = itertools.count(time.time_ns())
 
 
 def partition_of(key: bytes, partitions: int = EVENTS.partitions) -> int:
@@ -48,18 +63,21 @@ class PartitionStore:
         return self._db(partition).get(key)
 
     def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
-        offset_key = self._store.offset_key
         for key, value in self._db(partition).items():
-            if key != offset_key:
+            if not key.startswith(_LOCAL_PREFIXES):
                 yield key, value
 
     async def put_many(self, partition: int, items: Sequence[tuple[bytes, bytes]]) -> None:
         """Write ``items`` to the partition's RocksDB and queue their changelog records."""
         if not items:
             return
+        token = str(next(_tokens)).encode()
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key, value in items:
             batch.put(key, value)
+        # Until the broker acknowledges this batch's changelog records, the local
+        # store is ahead of the changelog; see discard_unacknowledged.
+        batch.put(WRITTEN_KEY, token)
         self._db(partition).write(batch)
         topic = self.table.changelog_topic_name
         send = self.app.producer.send
@@ -68,12 +86,53 @@ class PartitionStore:
             fut = await send(topic, key, value, partition, None, None)
         assert fut is not None
         tp = TP(topic, partition)
-        fut.add_done_callback(lambda f: self._persisted(tp, f))  # type: ignore[attr-defined]
+        fut.add_done_callback(lambda f: self._persisted(tp, f, token))  # type: ignore[attr-defined]
 
-    def _persisted(self, tp: TP, fut: Any) -> None:
+    def _persisted(self, tp: TP, fut: Any, token: bytes) -> None:
         # Like Faust's Collection._on_changelog_sent: remember the changelog offset
         # in the partition's RocksDB so recovery reads only what came after it.
+        # Records of one partition are acknowledged in order, so the last batch
+        # acknowledged is the last one written once the producer is flushed.
         if fut.cancelled() or fut.exception() is not None:
             return
         if tp.partition in self._store._dbs:
             self._store.set_persisted_offset(tp, fut.result().offset)
+            self._db(tp.partition).put(ACKED_KEY, token)
+
+
+def discard_unacknowledged(table_dir: Path) -> list[Path]:
+    """Delete every local table partition holding writes its changelog never got; call before Faust starts.
+
+    A worker killed between writing a batch to RocksDB and the broker
+    acknowledging the batch's changelog records restarts with local state the
+    changelog lacks. Replayed events would then find their facts already merged
+    and write nothing, so the changelog (and any worker that later rebuilds
+    from it) would miss them for good. Such a partition is deleted here and
+    rebuilt from the changelog by Faust's recovery; the replayed events then
+    write their facts again.
+    """
+    discarded = []
+    for path in sorted(table_dir.glob("*.db")) if table_dir.is_dir() else []:
+        try:
+            db = rocksdict.Rdict(
+                str(path),
+                options=rocksdict.Options(raw_mode=True),
+                access_type=rocksdict.AccessType.read_only(),
+            )
+        except Exception as exc:  # noqa: BLE001 - unreadable: rebuild it rather than trust it
+            log.warning("local table %s cannot be opened (%s): rebuilding it from its changelog", path.name, exc)
+        else:
+            try:
+                clean = db.get(WRITTEN_KEY) == db.get(ACKED_KEY)
+            finally:
+                db.close()
+            if clean:
+                continue
+            log.warning(
+                "local table %s has writes its changelog never acknowledged (the worker stopped mid-batch): "
+                "rebuilding it from the changelog",
+                path.name,
+            )
+        shutil.rmtree(path)
+        discarded.append(path)
+    return discarded

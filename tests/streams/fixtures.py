@@ -25,7 +25,6 @@ TEST_WORKER = {
     "heartbeat_interval": "1s",
     "rebalance_timeout": "10s",
     "publish_interval": "200ms",
-    "batch_within": "200ms",
     "rocksdb_block_cache_mb": 2,
     "rocksdb_write_buffer_mb": 1,
 }
@@ -139,6 +138,10 @@ async def wait_until(
         except (httpx.HTTPError, AssertionError, KeyError) as exc:
             last = exc
         await asyncio.sleep(0.5)
+    for w in workers:  # mode.Worker logs every thread and asyncio task on SIGUSR1
+        if w.alive() and w.proc is not None:
+            w.proc.send_signal(signal.SIGUSR1)
+    await asyncio.sleep(2)
     tails = "\n".join(f"--- {w.dir.name}\n{w.tail()}" for w in workers)
     detail = "" if show is None else f"\ndetail: {await asyncio.to_thread(show)!r}"
     raise AssertionError(f"timed out waiting for {what}: last {last!r}{detail}\n{tails}")

@@ -1,52 +1,46 @@
-"""The pinned consumer override: read_committed isolation and the drain loop's stepping helper.
+"""The pinned consumer override: read_committed isolation and bulk handlers.
 
 (The aborted-transaction proof against the real broker is in test_api_integration.py.)
 """
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from mailpulse.config import Config
-from streams.kafka_compat import ReadCommittedConsumerThread, ReadCommittedTransport, _finish
+from streams.kafka_compat import ReadCommittedConsumerThread, ReadCommittedTransport
 
 
-async def test_a_coroutine_stepped_by_hand_finishes_in_a_task_with_its_result() -> None:
-    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+def test_every_record_topic_of_the_worker_is_handed_over_in_bulk_and_subscribed() -> None:
+    from streams.agents import install_agents
+    from streams.app import create_app
 
-    async def blocked() -> int:
-        value = await gate
-        await asyncio.sleep(0)
-        return value + 1
+    s = create_app(Config())
+    install_agents(s)
+    handlers = s.app.transport.bulk_handlers
+    assert set(handlers) == {
+        s.events_name,
+        s.campaign_partials.get_topic_name(),
+        s.contact_partials.get_topic_name(),
+        s.campaigns_topic.get_topic_name(),
+    }
+    # Subscribed through the conductor, so the assignor co-partitions them and acks count.
+    assert set(handlers) <= {name for channel in s.app.topics for name in channel.topics}
+    assert not s.app.agents  # no Faust stream reads a record
 
-    coro = blocked()
-    first = coro.send(None)  # suspends on the gate
-    task = asyncio.ensure_future(_finish(coro, first))
-    await asyncio.sleep(0.01)
-    assert not task.done()
-    gate.set_result(41)
-    assert await task == 42
 
+def test_a_bulk_handler_needs_the_read_committed_transport() -> None:
+    import faust
 
-async def test_cancelling_the_task_cancels_the_stepped_coroutine() -> None:
-    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    cleaned = []
+    from streams.kafka_compat import register_bulk_handler
 
-    async def blocked() -> None:
-        try:
-            await gate
-        finally:
-            cleaned.append(True)
+    app = faust.App("x", autodiscover=False)
 
-    coro = blocked()
-    task = asyncio.ensure_future(_finish(coro, coro.send(None)))
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert cleaned == [True]
+    async def handler(records: list) -> None:
+        pass
+
+    with pytest.raises(RuntimeError, match="patch_read_committed"):
+        register_bulk_handler(app, app.topic("t"), handler)
 
 
 def test_the_worker_app_uses_the_read_committed_consumer() -> None:
