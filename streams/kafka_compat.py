@@ -26,6 +26,9 @@ from typing import Any, Awaitable, Callable
 import aiokafka
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING as _CONSUMER_FETCHING
+from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 __all__ = ["BulkHandler", "ReadCommittedTransport", "patch_read_committed", "register_bulk_handler"]
@@ -63,74 +66,103 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by every worker test
         """Faust 0.15.3's ``Consumer._drain_messages``, with records of bulk topics handed over in batches.
 
-        Faust hands every record to the conductor, which builds an event, puts it
-        in a stream queue, and an agent iterates and acks it: about half of a
-        worker's CPU (profiled), and a path whose flow-control races (queue
-        clears cancelling blocked puts, records dropped mid-fetch) are hard to
-        reason about. For a topic registered with ``register_bulk_handler``,
-        every record of one ``getmany`` is instead collected, tracked as
-        unacked (so a rebalance's ``wait_empty`` waits for the batch and no
-        write of a revoked partition can land after the revocation), handed to
-        the handler in one call, in log order per partition, and acked only
-        once the handler returned. A handler that raises crashes the consumer:
-        nothing is acked, so every record is read again after the restart.
-        Records of other topics take Faust's path unchanged. The read-offset and
-        gap bookkeeping is Faust's, as is.
+        Faust turns every record into a message, hands it to the conductor, which
+        builds an event and puts it in a stream queue, and an agent iterates and
+        acks it: over half of a worker's CPU (profiled), and a path whose
+        flow-control races (queue clears cancelling blocked puts, records
+        dropped mid-fetch) are hard to reason about. For a topic registered with
+        ``register_bulk_handler`` the raw records of one fetch go to the handler
+        in one call, in log order per partition:
+
+        * before the first ``await``, the batch is tracked as one unacked
+          message, so a rebalance's ``wait_empty`` waits for it: no write for a
+          revoked partition can land after the revocation;
+        * the records are acked (Faust's own ack bookkeeping, in bulk) only
+          once the handler returned; a handler that raises crashes the
+          consumer and nothing of the batch is acked, so it is read again;
+        * Faust's read-offset and gap bookkeeping is kept: offsets skipped
+          inside a fetch (transaction markers) are recorded as gaps, so commits
+          move past them.
+
+        Records of other topics take Faust's path unchanged.
         """
         handlers: dict[str, Any] = getattr(self.transport, "bulk_handlers", {})
         callback = self.callback
-        getmany = self.getmany
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
+        read_offset = self._read_offset
         set_flag = self.diag.set_flag
         unset_flag = self.diag.unset_flag
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
-        track = self._unacked_messages.add
-        ack = self.ack
-        yield_every = 100
-        num_since_yield = 0
+        to_message = self._to_message
         sleep = asyncio.sleep
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(_CONSUMER_FETCHING)
-                ait = getmany(timeout=1.0)
-                await self.sleep(0)
-                if not self.should_stop:
-                    bulk: dict[str, list[Any]] = {}
-                    async for tp, message in ait:
-                        offset = message.offset
-                        r_offset = get_read_offset(tp)
-                        if r_offset is None or offset >= r_offset:
-                            gap = offset - (r_offset or 0)
-                            if gap > 1 and r_offset:
-                                if acks_enabled_for(message.topic):
-                                    await self._add_gap(tp, r_offset + 1, offset)
-                            if commit_every is not None:
-                                if self._n_acked >= commit_every:
-                                    self._n_acked = 0
-                                    await self.commit()
-                            if tp.topic in handlers:
-                                track(message)
-                                batch = bulk.get(tp.topic)
-                                if batch is None:
-                                    batch = bulk[tp.topic] = []
-                                batch.append(message)
-                            else:
-                                num_since_yield += 1
-                                if num_since_yield > yield_every:
-                                    await sleep(0)
-                                    num_since_yield = 0
-                                await self.wait_first(callback(message), self.suspend_flow.wait())
-                            set_read_offset(tp, offset)
+                records, active = await self._wait_next_records(1.0)
+                if not records or self.should_stop:
+                    unset_flag(_CONSUMER_FETCHING)
+                    continue
+                if not self.flow_active:
+                    # As Faust's getmany: whatever was fetched is read again after a seek.
+                    await self.perform_seek()
+                    unset_flag(_CONSUMER_FETCHING)
+                    continue
+                token = _Batch()
+                self._unacked_messages.add(token)
+                bulk: dict[str, list[Any]] = {}
+                taken: list[tuple[TP, list[int]]] = []
+                others: dict[TP, list[Any]] = {}
+                for tp, batch in records.items():
+                    if not (active is None or tp in active or tp in self._buffered_partitions):
+                        continue
+                    if tp.topic not in handlers:
+                        others[tp] = batch
+                        continue
+                    last = read_offset[tp]
+                    if last is not None and batch[0].offset < last:
+                        batch = [r for r in batch if r.offset >= last]
+                        if not batch:
+                            continue
+                    offsets = [r.offset for r in batch]
+                    gaps = []
+                    previous = last
+                    for offset in offsets:
+                        if previous and offset - previous > 1:
+                            gaps.append((previous + 1, offset))
+                        previous = offset
+                    if gaps and acks_enabled_for(tp.topic):
+                        for begin, stop in gaps:
+                            await self._add_gap(tp, begin, stop)
+                    read_offset[tp] = offsets[-1]
+                    bulk.setdefault(tp.topic, []).extend(batch)
+                    taken.append((tp, offsets))
+                try:
                     for topic, batch in bulk.items():
                         await handlers[topic](batch)
-                        for message in batch:
-                            ack(message)
                         await sleep(0)
-                    unset_flag(_CONSUMER_FETCHING)
+                    self._ack_offsets(taken)
+                finally:
+                    token.acked = True
+                    self._unacked_messages.discard(token)
+                if commit_every is not None and self._n_acked >= commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                # Everything else as Faust does it, record by record.
+                for tp, record in self.scheduler.iterate(others):
+                    if not self.flow_active:
+                        break
+                    message = to_message(tp, record)
+                    offset = message.offset
+                    r_offset = read_offset[tp]
+                    if r_offset is None or offset >= r_offset:
+                        gap = offset - (r_offset or 0)
+                        if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                            await self._add_gap(tp, r_offset + 1, offset)
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                        read_offset[tp] = offset
+                unset_flag(_CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 self.log.info("Broker stopped consumer, shutting down...")
@@ -147,6 +179,34 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             unset_flag(_CONSUMER_FETCHING)
+
+    def _ack_offsets(self, taken: list[tuple[TP, list[int]]]) -> None:
+        """``Consumer.ack`` for whole batches of offsets: Faust's bookkeeping, one lock per fetch."""
+        with ack_lock:
+            n = 0
+            for tp, offsets in taken:
+                if not self.app.topics.acks_enabled_for(tp.topic):
+                    continue
+                committed = self._committed_offset[tp]
+                acked_index = self._acked_index[tp]
+                acked = self._acked[tp]
+                for offset in offsets:
+                    if (committed is None or offset >= committed) and offset not in acked_index:
+                        acked_index.add(offset)
+                        acked.append(offset)
+                        n += 1
+            self._n_acked += n
+            notify(self._waiting_for_ack)
+
+
+class _Batch:
+    """Stands for a batch in flight in ``Consumer._unacked_messages`` (a WeakSet Faust's wait_empty polls)."""
+
+    __slots__ = ("acked", "refcount", "__weakref__")
+
+    def __init__(self) -> None:
+        self.acked = False
+        self.refcount = 1
 
 
 class ReadCommittedTransport(faust_aiokafka.Transport):
