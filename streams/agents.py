@@ -26,9 +26,10 @@ from streams.aggregates import PartitionView, merge_partial
 from streams.app import Streams
 from streams.kafka_compat import register_bulk_handler
 from streams.query import campaign_answer, contact_answer
-from streams.reducers import MessageState, apply_events, decode_state, encode_state
+from streams.decode import decode_record
+from streams.reducers import Fact, MessageState, decode_state, encode_state, merge_facts
 from streams.tables import partition_of
-from topics.events import EmailEvent, SchemaError, decode_event
+from topics.events import SchemaError
 from topics.records import DeadLetter, encode_record
 
 __all__ = ["install_agents", "process_events", "process_partials", "sync_views"]
@@ -65,7 +66,14 @@ def view_for(s: Streams, partition: int) -> PartitionView:
     if view is None:
         view = PartitionView(partition, epoch=_now_ms())
         now = _now_ms()
-        view.rebuild((decode_state(v) for _, v in s.messages.items(partition)), now)
+
+        def states() -> Any:
+            for key, value in s.messages.items(partition):
+                state = decode_state(value)
+                view.cache_state(key, state)
+                yield state
+
+        view.rebuild(states(), now)
         s.views[partition] = view
         s.metrics.rebuilds.inc()
         s.metrics.partitions.set(len(s.views))
@@ -75,41 +83,54 @@ def view_for(s: Streams, partition: int) -> PartitionView:
 async def process_events(s: Streams, records: list[Any]) -> None:
     """Stage 1: merge a batch of event records into message states and the partition views."""
     started = time.perf_counter()
-    by_partition: dict[int, dict[bytes, list[EmailEvent]]] = defaultdict(lambda: defaultdict(list))
+    by_partition: dict[int, dict[bytes, list[Fact]]] = defaultdict(lambda: defaultdict(list))
     dead: list[tuple[bytes, bytes]] = []
     for msg in records:
-        if msg.value is None:
+        value = msg.value
+        if value is None:
             dead.append(_dead_letter(msg.key, None, "invalid event: $: null value (tombstone) on the events topic"))
             continue
         try:
-            ev = decode_event(msg.value)
+            fact = decode_record(value)
         except (SchemaError, ValueError, TypeError) as exc:
-            dead.append(_dead_letter(msg.key, msg.value, f"invalid event: {exc}"))
+            dead.append(_dead_letter(msg.key, value, f"invalid event: {exc}"))
             continue
         key = msg.key
-        if key is None or key.decode("utf-8", "replace") != ev.key:
-            dead.append(_dead_letter(msg.key, msg.value, "record key does not match {source}:{message_id} of its value"))
+        # fact[2], fact[-1]: source, message_id; the key must be their {source}:{message_id}.
+        if key is None or key.decode("utf-8", "replace") != f"{fact[2]}:{fact[-1]}":
+            dead.append(_dead_letter(msg.key, value, "record key does not match {source}:{message_id} of its value"))
             continue
-        by_partition[msg.partition][key].append(ev)
+        by_partition[msg.partition][key].append(fact)
     new = dup = 0
     now = _now_ms()
+    get = s.messages.get
     # No ownership filter here: during a rebalance the consumer's assignment is
     # briefly empty, and skipping (yet acking) a batch of a partition this worker
     # keeps lost events (seen in the two-worker test). Merging is idempotent.
     for partition, messages in by_partition.items():
         view = view_for(s, partition)
+        cached = view.cached_state
         writes: list[tuple[bytes, bytes]] = []
-        for key, evs in messages.items():
-            raw = s.messages.get(partition, key)
-            old: MessageState | None = None if raw is None else decode_state(raw)
-            state = apply_events(old, evs)
+        changed: list[tuple[bytes, MessageState]] = []
+        for key, facts in messages.items():
+            old = cached(key)
+            if old is None:
+                raw = get(partition, key)
+                if raw is not None:
+                    old = decode_state(raw)
+                    view.cache_state(key, old)
+            state = merge_facts(old, facts)
             if state is old or state is None:
-                dup += len(evs)
+                dup += len(facts)
                 continue
-            new += len(evs)
+            new += len(facts)
             writes.append((key, encode_state(state)))
+            changed.append((key, state))
             view.apply(old, state, now)
         await s.messages.put_many(partition, writes)
+        # Cache what the table now holds (only once it does).
+        for key, state in changed:
+            view.cache_state(key, state)
         s.metrics.state_writes.labels("messages").inc(len(writes))
     for key, value in dead:
         await s.app.producer.send(s.dlq_name, key, value, None, None, None)

@@ -24,9 +24,8 @@ provider's running counter when it reports one (its largest value seen).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import orjson
 
@@ -41,6 +40,7 @@ __all__ = [
     "COUNT_FIELDS",
     "FLAG_FIELDS",
     "Contribution",
+    "Fact",
     "MessageState",
     "apply_event",
     "apply_events",
@@ -49,7 +49,9 @@ __all__ = [
     "contribution",
     "decode_state",
     "encode_state",
+    "fact_of",
     "flag_times",
+    "merge_facts",
     "short_id",
 ]
 
@@ -71,24 +73,19 @@ FLAG_FIELDS: tuple[str, ...] = (
 )
 COUNT_FIELDS: tuple[str, ...] = FLAG_FIELDS + ("opens_total", "clicks_total")
 
-_SENT_TYPES = (
-    "sent",
-    "delivered",
-    "deferred",
-    "opened",
-    "clicked",
-    "bounced",
-    "complained",
-    "unsubscribed",
-    "replied",
+_SENT_TYPES = frozenset(
+    ("sent", "delivered", "deferred", "opened", "clicked", "bounced", "complained", "unsubscribed", "replied")
 )
-_DELIVERY_TYPES = ("delivered", "opened", "clicked", "complained", "unsubscribed", "replied")
+_DELIVERY_TYPES = frozenset(("delivered", "opened", "clicked", "complained", "unsubscribed", "replied"))
+_OPEN_TYPES = frozenset(("opened", "clicked"))
 _PLAIN_FLAGS = ("clicked", "complained", "unsubscribed", "replied", "failed", "deferred", "suppressed")
-_ACTIVE_TYPES = ("delivered", "opened", "clicked", "replied")
+_ACTIVE_TYPES = frozenset(("delivered", "opened", "clicked", "replied"))
 _HARD = "bounce:hard"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MS = timedelta(milliseconds=1)
 _SOFT = "bounce:soft"
+_BOUNCE_FACTS = {"hard": _HARD, "soft": _SOFT}
+_NO_IDS: frozenset[str] = frozenset()
+_HOUR_MS = 3_600_000
+_NF = len(FLAG_FIELDS)
 
 
 def short_id(event_id: str) -> str:
@@ -96,7 +93,61 @@ def short_id(event_id: str) -> str:
     return event_id[:16]
 
 
-@dataclass(frozen=True, slots=True)
+#: What the reducer needs of one event, as a plain tuple (building an
+#: ``EmailEvent`` and its datetimes cost more than merging it):
+#: ``(short_id, provider, source, type, occurred_at epoch ms, campaign_id,
+#: contact_id, email, bounce fact ("bounce:hard" / "bounce:soft" / None),
+#: no_delivery_reports, counter, message_id)``, where ``counter`` is the
+#: provider's opens (for an open) or clicks (for a click) counter, else 0.
+#: ``streams.decode.decode_record`` builds it straight from the JSON.
+Fact = tuple[str, str, str, str, int, "str | None", "str | None", "str | None", "str | None", bool, int, str]
+
+
+def _counter(attributes: Any, name: str) -> int:
+    value = attributes.get(name) if attributes else None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return 0
+
+
+def fact_of(ev: EmailEvent) -> Fact:
+    """The reducer's view of an event (see ``Fact``)."""
+    t = ev.type.value
+    attrs = ev.attributes
+    bounce = ev.bounce
+    if t == "opened":
+        counter = _counter(attrs, ATTR_OPENS_COUNTER)
+    elif t == "clicked":
+        counter = _counter(attrs, ATTR_CLICKS_COUNTER)
+    else:
+        counter = 0
+    dt = ev.occurred_at
+    # Exact epoch ms (floor), like (occurred_at - epoch) // 1 ms.
+    ts = (dt.toordinal() - 719163) * 86_400_000 + (dt.hour * 3600 + dt.minute * 60 + dt.second) * 1000 + dt.microsecond // 1000
+    offset = dt.utcoffset()
+    if offset:
+        ts -= (offset.days * 86_400 + offset.seconds) * 1000 + offset.microseconds // 1000
+    return (
+        ev.event_id[:16],
+        ev.provider,
+        ev.source,
+        t,
+        ts,
+        ev.campaign_id,
+        ev.contact_id,
+        ev.email,
+        _BOUNCE_FACTS.get(bounce.kind.value) if t == "bounced" and bounce is not None else None,
+        bool(attrs) and attrs.get(ATTR_REPORTS_DELIVERY) is False,
+        counter,
+        ev.message_id,
+    )
+
+
+# Not frozen: a frozen dataclass's __init__ sets every field through
+# object.__setattr__ (slower, and states are built per changed message). Treat
+# states as immutable all the same: the reducer never changes one, it builds a
+# new one.
+@dataclass(slots=True, eq=True)
 class MessageState:
     """Everything known about one message, as a merge of its distinct events."""
 
@@ -117,21 +168,80 @@ class MessageState:
     clicks: int = 0
     opens_counter: int = 0
     clicks_counter: int = 0
+    #: ``contribution(self)``, computed once (a state never changes).
+    contrib: Contribution | None = field(default=None, compare=False, repr=False)
 
 
-def _min_str(a: str | None, b: str | None) -> str | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if a <= b else b
+def merge_facts(state: MessageState | None, facts: Sequence[Fact]) -> MessageState | None:
+    """Merge facts into a state; returns the *same object* when nothing new was learnt.
 
-
-def _counter(attributes: Any, name: str) -> int:
-    value = attributes.get(name) if attributes else None
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    return 0
+    Callers compare with ``is`` to know whether the state must be written.
+    """
+    if state is None:
+        if not facts:
+            return None
+        base_ids = _NO_IDS
+    else:
+        base_ids = state.ids
+    ids: set[str] | None = None
+    for f in facts:
+        sid = f[0]
+        if sid in base_ids:
+            continue
+        if ids is None:
+            ids = set(base_ids)
+            if state is None:
+                provider, source = facts[0][1], facts[0][2]
+                campaign_id = contact_id = email = None
+                rd = True
+                first: dict[str, int] = {}
+                last: dict[str, int] = {}
+                opens = clicks = oc = cc = 0
+            else:
+                provider, source = state.provider, state.source
+                campaign_id, contact_id, email = state.campaign_id, state.contact_id, state.email
+                rd = state.reports_delivery
+                first = dict(state.first)
+                last = dict(state.last)
+                opens, clicks, oc, cc = state.opens, state.clicks, state.opens_counter, state.clicks_counter
+        elif sid in ids:
+            continue
+        ids.add(sid)
+        _, _, _, t, ts, cid, tid, em, bf, no_reports, counter, _ = f
+        o = first.get(t)
+        if o is None or ts < o:
+            first[t] = ts
+        o = last.get(t)
+        if o is None or ts > o:
+            last[t] = ts
+        if bf is not None:
+            o = first.get(bf)
+            if o is None or ts < o:
+                first[bf] = ts
+            o = last.get(bf)
+            if o is None or ts > o:
+                last[bf] = ts
+        if cid is not None and (campaign_id is None or cid < campaign_id):
+            campaign_id = cid
+        if tid is not None and (contact_id is None or tid < contact_id):
+            contact_id = tid
+        if em is not None and (email is None or em < email):
+            email = em
+        if no_reports:
+            rd = False
+        if t == "opened":
+            opens += 1
+            if counter > oc:
+                oc = counter
+        elif t == "clicked":
+            clicks += 1
+            if counter > cc:
+                cc = counter
+    if ids is None:
+        return state
+    return MessageState(
+        provider, source, frozenset(ids), campaign_id, contact_id, email, rd, first, last, opens, clicks, oc, cc
+    )
 
 
 def apply_events(state: MessageState | None, events: Iterable[EmailEvent]) -> MessageState | None:
@@ -139,62 +249,7 @@ def apply_events(state: MessageState | None, events: Iterable[EmailEvent]) -> Me
 
     Callers compare with ``is`` to know whether the state must be written.
     """
-    ids: set[str] | None = None
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
-    cur = state
-    changes: dict[str, Any] = {}
-    for ev in events:
-        sid = short_id(ev.event_id)
-        if cur is None:
-            cur = MessageState(provider=ev.provider, source=ev.source)
-            state_ids: frozenset[str] = frozenset()
-        else:
-            state_ids = cur.ids
-        if sid in state_ids or (ids is not None and sid in ids):
-            continue
-        if ids is None:
-            ids = set(state_ids)
-            first = dict(cur.first)
-            last = dict(cur.last)
-            changes = {
-                "campaign_id": cur.campaign_id,
-                "contact_id": cur.contact_id,
-                "email": cur.email,
-                "reports_delivery": cur.reports_delivery,
-                "opens": cur.opens,
-                "clicks": cur.clicks,
-                "opens_counter": cur.opens_counter,
-                "clicks_counter": cur.clicks_counter,
-            }
-        ids.add(sid)
-        ts = (ev.occurred_at - _EPOCH) // _MS
-        facts = [ev.type.value]
-        if ev.type.value == "bounced" and ev.bounce is not None and ev.bounce.kind.value != "unknown":
-            facts.append("bounce:" + ev.bounce.kind.value)
-        for f in facts:
-            old = first.get(f)
-            if old is None or ts < old:
-                first[f] = ts
-            old = last.get(f)
-            if old is None or ts > old:
-                last[f] = ts
-        changes["campaign_id"] = _min_str(changes["campaign_id"], ev.campaign_id)
-        changes["contact_id"] = _min_str(changes["contact_id"], ev.contact_id)
-        changes["email"] = _min_str(changes["email"], ev.email)
-        attrs = ev.attributes
-        if attrs and attrs.get(ATTR_REPORTS_DELIVERY) is False:
-            changes["reports_delivery"] = False
-        if ev.type.value == "opened":
-            changes["opens"] += 1
-            changes["opens_counter"] = max(changes["opens_counter"], _counter(attrs, ATTR_OPENS_COUNTER))
-        elif ev.type.value == "clicked":
-            changes["clicks"] += 1
-            changes["clicks_counter"] = max(changes["clicks_counter"], _counter(attrs, ATTR_CLICKS_COUNTER))
-    if ids is None:
-        return state if state is not None else cur
-    assert cur is not None
-    return replace(cur, ids=frozenset(ids), first=first, last=last, **changes)
+    return merge_facts(state, [fact_of(ev) for ev in events])
 
 
 def apply_event(state: MessageState | None, event: EmailEvent) -> MessageState:
@@ -217,15 +272,6 @@ def contact_key(state: MessageState) -> str | None:
     return None
 
 
-def _first_of(first: dict[str, int], types: Iterable[str]) -> int | None:
-    out: int | None = None
-    for t in types:
-        v = first.get(t)
-        if v is not None and (out is None or v < out):
-            out = v
-    return out
-
-
 def flag_times(state: MessageState) -> tuple[int | None, ...]:
     """For each of ``FLAG_FIELDS``, when the flag became true (epoch ms), or None if it is false.
 
@@ -233,22 +279,44 @@ def flag_times(state: MessageState) -> tuple[int | None, ...]:
     hourly windows count a message in the hour its flag became true.
     """
     first = state.first
-    sent = _first_of(first, _SENT_TYPES)
+    sent = delivery = opened = None
+    # A state holds a handful of facts: one pass over them beats a lookup per flag.
+    for fact, t in first.items():
+        if fact in _SENT_TYPES:
+            if sent is None or t < sent:
+                sent = t
+            if fact in _DELIVERY_TYPES and (delivery is None or t < delivery):
+                delivery = t
+            if fact in _OPEN_TYPES and (opened is None or t < opened):
+                opened = t
     bounced = first.get("bounced")
     hard = first.get(_HARD)
     soft = first.get(_SOFT) if hard is None else None
     if bounced is not None:
         delivered = None
     elif state.reports_delivery:
-        delivered = _first_of(first, _DELIVERY_TYPES)
+        delivered = delivery
     else:
         delivered = sent
-    opened = _first_of(first, ("opened", "clicked"))
-    return (sent, delivered, bounced, hard, soft, opened) + tuple(first.get(t) for t in _PLAIN_FLAGS)
+    g = first.get
+    return (
+        sent,
+        delivered,
+        bounced,
+        hard,
+        soft,
+        opened,
+        g("clicked"),
+        g("complained"),
+        g("unsubscribed"),
+        g("replied"),
+        g("failed"),
+        g("deferred"),
+        g("suppressed"),
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
+class Contribution(NamedTuple):
     """What one message adds to its campaign's and its contact's aggregates."""
 
     counts: tuple[int, ...]  # COUNT_FIELDS order
@@ -259,36 +327,80 @@ class Contribution:
     last_clicked_at: int | None
     #: Latest time each contact status applied (active, bounced, complained, unsubscribed).
     status_at: tuple[int | None, int | None, int | None, int | None]
+    #: The aggregates it goes to (``campaign_key``, ``contact_key``).
+    campaign: str | None = None
+    contact: str | None = None
+    #: ``(index, count)`` of the non-zero counts, and ``(index, hour)`` of the
+    #: flags that are true: derived from ``counts`` and ``times``, so equal
+    #: whenever they are.
+    nonzero: tuple[tuple[int, int], ...] = ()
+    hours: tuple[tuple[int, int], ...] = ()
 
 
-def _last_of(last: dict[str, int], types: Iterable[str]) -> int | None:
-    out: int | None = None
-    for t in types:
-        v = last.get(t)
-        if v is not None and (out is None or v > out):
-            out = v
-    return out
+_FLAG_RANGE = range(_NF)
 
 
 def contribution(state: MessageState) -> Contribution:
+    """What ``state`` adds to its aggregates; computed once per state and kept on it."""
+    c = state.contrib
+    if c is not None:
+        return c
     times = flag_times(state)
-    flags = tuple(0 if t is None else 1 for t in times)
-    counts = flags + (max(state.opens, state.opens_counter), max(state.clicks, state.clicks_counter))
+    counts = [0] * (_NF + 2)
+    nonzero = []
+    hours = []
+    for i in _FLAG_RANGE:
+        t = times[i]
+        if t is not None:
+            counts[i] = 1
+            nonzero.append((i, 1))
+            hours.append((i, t - t % _HOUR_MS))
+    o, oc = state.opens, state.opens_counter
+    if o < oc:
+        o = oc
+    k, kc = state.clicks, state.clicks_counter
+    if k < kc:
+        k = kc
+    if o:
+        counts[_NF] = o
+        nonzero.append((_NF, o))
+    if k:
+        counts[_NF + 1] = k
+        nonzero.append((_NF + 1, k))
     last = state.last
-    return Contribution(
-        counts=counts,
-        times=times,
-        first_at=min(state.first.values()) if state.first else None,
-        last_at=max(last.values()) if last else None,
-        last_opened_at=_last_of(last, ("opened", "clicked")),
-        last_clicked_at=last.get("clicked"),
-        status_at=(
-            _last_of(last, _ACTIVE_TYPES),
-            last.get("bounced"),
-            last.get("complained"),
-            last.get("unsubscribed"),
-        ),
+    first_at = last_at = last_opened_at = active_at = None
+    for t in state.first.values():
+        if first_at is None or t < first_at:
+            first_at = t
+    for fact, t in last.items():
+        if last_at is None or t > last_at:
+            last_at = t
+        if fact in _ACTIVE_TYPES:
+            if active_at is None or t > active_at:
+                active_at = t
+            if fact in _OPEN_TYPES and (last_opened_at is None or t > last_opened_at):
+                last_opened_at = t
+    source = state.source
+    if state.contact_id is not None:
+        contact: str | None = f"{source}:{state.contact_id}"
+    elif state.email is not None:
+        contact = f"{source}:{state.email}"
+    else:
+        contact = None
+    c = state.contrib = Contribution(
+        tuple(counts),
+        times,
+        first_at,
+        last_at,
+        last_opened_at,
+        last.get("clicked"),
+        (active_at, last.get("bounced"), last.get("complained"), last.get("unsubscribed")),
+        None if state.campaign_id is None else f"{source}:{state.campaign_id}",
+        contact,
+        tuple(nonzero),
+        tuple(hours),
     )
+    return c
 
 
 # ---------------------------------------------------------------------------
@@ -317,18 +429,4 @@ def encode_state(state: MessageState) -> bytes:
 
 def decode_state(raw: bytes) -> MessageState:
     (provider, source, ids, campaign_id, contact_id, email, rd, first, last, o, c, oc, cc) = orjson.loads(raw)
-    return MessageState(
-        provider=provider,
-        source=source,
-        ids=frozenset(ids),
-        campaign_id=campaign_id,
-        contact_id=contact_id,
-        email=email,
-        reports_delivery=rd,
-        first=first,
-        last=last,
-        opens=o,
-        clicks=c,
-        opens_counter=oc,
-        clicks_counter=cc,
-    )
+    return MessageState(provider, source, frozenset(ids), campaign_id, contact_id, email, rd, first, last, o, c, oc, cc)
