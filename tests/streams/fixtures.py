@@ -76,6 +76,8 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("MAILPULSE_KAFKA_BOOTSTRAP", None)
+        if hasattr(self, "_logf"):
+            self._logf.close()  # a restart after kill(): same log, same data dir
         self._logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailpulse.cli", "worker", "--config", str(self.config)],
