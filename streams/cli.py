@@ -21,9 +21,11 @@ def build_worker(config: Config) -> Any:
     from streams.agents import install_agents
     from streams.api import install_api
     from streams.app import create_app
+    from streams.progress import install_progress
 
     streams = create_app(config)
     install_agents(streams)
+    install_progress(streams)
     install_api(streams)
     return streams
 
@@ -45,7 +47,7 @@ def run_worker(config: Config) -> int:
     from streams.app import ensure_internal_topics
     from streams.tables import discard_unacknowledged
 
-    discard_unacknowledged(Path(streams.app.conf.tabledir))
+    streams.metrics.local_tables_discarded.inc(len(discard_unacknowledged(Path(streams.app.conf.tabledir))))
     loop.run_until_complete(ensure_internal_topics(streams))
     worker = faust.Worker(
         streams.app,

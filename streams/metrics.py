@@ -56,6 +56,24 @@ class WorkerMetrics:
         self.rebuilds = Counter(
             "mailpulse_stream_view_rebuilds_total", "Partition views rebuilt from the message table.", registry=r
         )
+        self.read_offset = Gauge(
+            "mailpulse_stream_read_offset",
+            "Offset of the last events record handed to stage 1, per owned events partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "mailpulse_stream_lag_records",
+            "Events records not yet read, per owned events partition: high watermark - read offset - 1 "
+            "(a tail of transaction markers or aborted records, never read, keeps it a little above 0).",
+            ["partition"],
+            registry=r,
+        )
+        self.local_tables_discarded = Counter(
+            "mailpulse_stream_local_tables_discarded_total",
+            "Local table partitions deleted at start because they held writes their changelog never acknowledged.",
+            registry=r,
+        )
         self.requests = Counter(
             "mailpulse_api_requests_total", "API requests, by endpoint and status.", ["endpoint", "status"], registry=r
         )

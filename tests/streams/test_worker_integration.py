@@ -29,8 +29,38 @@ async def test_one_worker_answers_every_campaign_and_contact_exactly_under_dupli
         await wait_until(lambda: not mismatches(w, contacts, "contacts"), 60, "exact contact answers", [w])
         assert mismatches(w, campaigns, "campaigns") == []
         assert mismatches(w, contacts, "contacts") == []
+        # Progress per partition, for the stalled-partition alert: everything read, nothing behind.
+        ends = await end_offsets(kafka.bootstrap, topic_name(EVENTS, topic_prefix))
+        expected = {str(p): float(end - 1) for p, end in ends.items() if end > 0}
+        progress = await wait_until(
+            lambda: (lambda g: g if g["read"] == expected else None)(_progress(w)), 30, "read offsets at the end of every partition", [w]
+        )
+        assert set(progress["lag"]) == set(expected) and set(progress["lag"].values()) == {0.0}
     finally:
         w.stop()
+
+
+def _progress(worker: WorkerProcess) -> dict[str, dict[str, float]]:
+    """``mailpulse_stream_read_offset`` and ``mailpulse_stream_lag_records`` by partition, from /metrics."""
+    out: dict[str, dict[str, float]] = {"read": {}, "lag": {}}
+    for line in worker.get("/metrics").text.splitlines():
+        for name, kind in (("mailpulse_stream_read_offset{", "read"), ("mailpulse_stream_lag_records{", "lag")):
+            if line.startswith(name):
+                labels, value = line[len(name) :].split("} ")
+                out[kind][labels.split('"')[1]] = float(value)
+    return out
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(EVENTS.partitions)]
+        return {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
 
 
 async def test_two_workers_answer_every_key_and_stay_exact_after_one_is_sigkilled_mid_stream(
