@@ -81,6 +81,8 @@ ATTR_CLICKS_COUNTER = "clicks_counter"  # provider's running count of clicks for
 # Not frozen: a frozen dataclass's __init__ sets every field through
 # object.__setattr__, which made building events ~40% slower, and pollers build
 # millions. Treat events as immutable all the same.
+# The field order is relied on: the providers build events positionally (pinned by
+# tests/connectors/providers/test_positional_fields.py).
 @dataclass(slots=True, eq=True)
 class EmailEvent:
     #: Deterministic id of the fact: a re-polled record yields the same id.

@@ -56,18 +56,14 @@ def normalise_campaign(raw: Any, *, source: str, observed_at: datetime) -> list[
     if raw["sent_mailing_id"] is None:
         return []  # drafts and scheduled campaigns get their id when sent; the calendar shows what is scheduled
     campaign_id = require_str(raw, "sent_mailing_id")
-    return [
-        CampaignMetadata(
-            source=source,
-            provider=PROVIDER,
-            campaign_id=campaign_id,
-            observed_at=observed_at,
-            name=raw.get("name"),
-            subject=raw.get("subject"),
-            send_time=send_time,
-            attributes={k: v for k, v in raw.items() if k not in ("sent_mailing_id", "name", "subject", "send_time")},
-        )
-    ]
+    attributes = dict(raw)  # everything else, in the row's order: a copy and four pops beat a comprehension
+    for k in _CAMPAIGN_FIELDS:
+        attributes.pop(k, None)
+    # Positional: the field order of topics.records.CampaignMetadata (pinned by a test).
+    return [CampaignMetadata(source, PROVIDER, campaign_id, observed_at, raw.get("name"), raw.get("subject"), send_time, attributes)]
+
+
+_CAMPAIGN_FIELDS = ("sent_mailing_id", "name", "subject", "send_time")
 
 
 def normalise_usage(raw: Any, *, source: str, start_date: str, end_date: str, observed_at: datetime) -> UsageReport:
