@@ -48,11 +48,12 @@ STATUSES = ("active", "bounced", "complained", "unsubscribed")
 _NO_STATUS = (None, None, None, None)
 _NF = len(FLAG_FIELDS)
 #: Decoded message states kept in memory per partition view (least recently
-#: used dropped first), so a message seen again soon skips the RocksDB read and
-#: the JSON decode. A state of a few events with its contribution takes about
-#: 2 KB, so a full cache is ~40 MB per partition, ~320 MB for 8 partitions;
-#: the cache goes with the view (on revoke), so no state outlives a rebalance.
-STATE_CACHE_SIZE = 20_000
+#: used dropped first), so a message seen again soon skips the RocksDB read, the
+#: JSON decode and its old contribution. A cached state of a few events with its
+#: contribution takes ~2.8 KB (tracemalloc, generated events), so a full cache
+#: is ~11 MB per partition, ~92 MB for 8. The cache goes with the view (on
+#: revoke), so no state outlives a rebalance.
+STATE_CACHE_SIZE = 4096
 _NC = len(COUNT_FIELDS)
 
 
