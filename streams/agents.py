@@ -14,6 +14,7 @@ once; exactness comes from state that a replayed event cannot change:
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import defaultdict
@@ -94,6 +95,10 @@ async def process_events(s: Streams, records: list[Any]) -> None:
             fact = decode_record(value)
         except (SchemaError, ValueError, TypeError) as exc:
             dead.append(_dead_letter(msg.key, value, f"invalid event: {exc}"))
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad record must not crash-loop the worker
+            log.exception("unexpected error decoding an event at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+            dead.append(_dead_letter(msg.key, value, f"invalid event: undecodable ({type(exc).__name__}: {exc})"))
             continue
         key = msg.key
         # fact[2], fact[-1]: source, message_id; the key must be their {source}:{message_id}.
@@ -274,6 +279,9 @@ def sync_views(s: Streams) -> None:
         for key in [k for k, p in dirty.items() if p not in stage2]:
             del dirty[key]
     s.metrics.partitions.set(len(s.views))
+    # The rebuilt views and cached states live until the next rebalance: move
+    # them out of the collector's way (gen2 collections would rescan them all).
+    gc.freeze()
     s.views_ready = True
     s.metrics.ready.set(1)
 

@@ -204,7 +204,10 @@ def _timestamp(data: Mapping[str, Any], name: str) -> datetime:
         raise SchemaError(name, f"not an RFC 3339 timestamp: {value[:40]!r}") from None
     if dt.tzinfo is None:
         raise SchemaError(name, f"timestamp needs a UTC offset or Z: {value[:40]!r}")
-    return dt.astimezone(timezone.utc)
+    try:
+        return dt.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before datetime.min in UTC
+        raise SchemaError(name, f"timestamp out of range in UTC: {value[:40]!r}") from None
 
 
 def _email(data: Mapping[str, Any]) -> str | None:

@@ -89,6 +89,7 @@ def _mutated(**changes) -> bytes:
         ({"type": "exploded"}, "type"),
         ({"type": KeyError}, "type"),
         ({"occurred_at": "yesterday"}, "occurred_at"),
+        ({"occurred_at": "0001-01-01T00:00:00+01:00"}, "occurred_at"),  # before datetime.min in UTC
         ({"observed_at": "2026-05-10T08:00:03"}, "observed_at"),
         ({"message_id": None}, "message_id"),
         ({"campaign_id": 12}, "campaign_id"),
