@@ -31,6 +31,7 @@ from streams.decode import decode_record
 from streams.reducers import Fact, MessageState, decode_state, encode_state, merge_facts
 from streams.tables import partition_of
 from topics.events import SchemaError
+from topics.contracts import CAMPAIGN_STATS, CONTACT_STATS
 from topics.records import DeadLetter, encode_record
 
 __all__ = ["install_agents", "process_events", "process_partials", "sync_views"]
@@ -237,9 +238,9 @@ async def publish_stats(s: Streams) -> None:
     """Publish the answer of every changed campaign and contact to the stats topics."""
     send = s.app.producer.send
     now = _now_ms()
-    for dirty, store, topic, answer, kind in (
-        (s.dirty_campaigns, s.campaign_table, s.campaign_stats_name, campaign_answer, "campaign"),
-        (s.dirty_contacts, s.contact_table, s.contact_stats_name, contact_answer, "contact"),
+    for dirty, store, topic, answer, kind, partitions in (
+        (s.dirty_campaigns, s.campaign_table, s.campaign_stats_name, campaign_answer, "campaign", CAMPAIGN_STATS.partitions),
+        (s.dirty_contacts, s.contact_table, s.contact_stats_name, contact_answer, "contact", CONTACT_STATS.partitions),
     ):
         if not dirty:
             continue
@@ -252,7 +253,10 @@ async def publish_stats(s: Streams) -> None:
                 continue
             body = answer(key.decode(), orjson.loads(raw), now)
             # An aggregate whose messages all moved away is deleted (a compaction tombstone).
-            await send(topic, key, None if body is None else orjson.dumps(body), None, None, None)
+            # The partition the default partitioner would pick, from the cache
+            # (aiokafka's murmur2 is pure Python and costs more than the rest).
+            value = None if body is None else orjson.dumps(body)
+            await send(topic, key, value, partition_of(key, partitions), None, None)
             sent += 1
         s.metrics.stats.labels(kind).inc(sent)
 
