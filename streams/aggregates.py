@@ -237,12 +237,6 @@ class PartitionView:
         if len(states) > STATE_CACHE_SIZE:
             states.popitem(last=False)
 
-    def _agg(self, table: dict[str, Aggregate], key: str, provider: str) -> Aggregate:
-        agg = table.get(key)
-        if agg is None:
-            agg = table[key] = Aggregate(provider)
-        return agg
-
     def apply(self, old: MessageState | None, new: MessageState, now_ms: int) -> None:
         """Move the aggregates from ``old`` (None: unseen) to ``new`` for one message."""
         horizon = now_ms - HOURLY_RETENTION_MS
