@@ -67,29 +67,15 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEven
     if status not in _STATUS_FACTS and status not in _TIMED_STATUSES:
         raise NormalisationError("status", f"unknown status {status!r:.40}")
     get = raw.get
-    sent, delivered, opened, clicked = get("sentAt"), get("deliveredAt"), get("openedAt"), get("clickedAt")
     facts: list[Any] = []  # type, time, type, time, ...
     latest = created
-    if sent is not None:
-        at = timestamp(sent, "sentAt")
-        facts += (EventType.SENT, at)
-        if at > latest:
-            latest = at
-    if delivered is not None:
-        at = timestamp(delivered, "deliveredAt")
-        facts += (EventType.DELIVERED, at)
-        if at > latest:
-            latest = at
-    if opened is not None:
-        at = timestamp(opened, "openedAt")
-        facts += (EventType.OPENED, at)
-        if at > latest:
-            latest = at
-    if clicked is not None:
-        at = timestamp(clicked, "clickedAt")
-        facts += (EventType.CLICKED, at)
-        if at > latest:
-            latest = at
+    for field, event_type, _ in _TIMED_FACTS:
+        value = get(field)
+        if value is not None:
+            at = timestamp(value, field)
+            facts += (event_type, at)
+            if at > latest:
+                latest = at
     if status in _STATUS_FACTS:
         facts += (_STATUS_FACTS[status], created if status == "queued" else latest)
     else:
