@@ -107,6 +107,7 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
                 if not self.flow_active:
                     # As Faust's getmany: whatever was fetched is read again after a seek.
                     await self.perform_seek()
+                    await self._rewind_dropped({tp: batch[0].offset for tp, batch in records.items() if batch})
                     unset_flag(_CONSUMER_FETCHING)
                     continue
                 token = _Batch()
@@ -114,8 +115,11 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
                 bulk: dict[str, list[Any]] = {}
                 taken: list[tuple[TP, list[int]]] = []
                 others: dict[TP, list[Any]] = {}
+                dropped: dict[TP, int] = {}
                 for tp, batch in records.items():
                     if not (active is None or tp in active or tp in self._buffered_partitions):
+                        # Paused while the fetch was in flight (Faust mutates the active set in place).
+                        dropped[tp] = batch[0].offset
                         continue
                     if tp.topic not in handlers:
                         others[tp] = batch
@@ -138,6 +142,8 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
                     read_offset[tp] = offsets[-1]
                     bulk.setdefault(tp.topic, []).extend(batch)
                     taken.append((tp, offsets))
+                if dropped:
+                    await self._rewind_dropped(dropped)
                 try:
                     for topic, batch in bulk.items():
                         await handlers[topic](batch)
@@ -179,6 +185,29 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
             raise
         finally:
             unset_flag(_CONSUMER_FETCHING)
+
+    async def _rewind_dropped(self, dropped: dict[TP, int]) -> None:
+        """Move each partition whose fetched records were dropped back to the first of them.
+
+        Faust drops records fetched for a partition that was paused (or for
+        every partition when the flow stopped) while the fetch was in flight,
+        and relies on a later seek to committed offsets to read them again. But
+        aiokafka's ``seek_to_committed`` skips a partition that has no
+        committed offset yet, so on a fresh group the dropped records were never
+        read again: a first batch of a partition silently lost (seen after a
+        restart, when recovery resumed the partitions mid-fetch). Only ever
+        rewinds: a position at or before the first dropped record (after a
+        seek to committed offsets, say) is left alone, and records read twice
+        change nothing.
+        """
+        assignment = self.assignment()
+        for tp, first in dropped.items():
+            if tp not in assignment:
+                continue  # revoked: its next owner starts from the committed offset
+            position = await self.position(tp)
+            if position is not None and position > first:
+                self.log.info("re-reading %s from offset %s: its fetched records were dropped by a pause", tp, first)
+                await self.seek(tp, first)
 
     def _ack_offsets(self, taken: list[tuple[TP, list[int]]]) -> None:
         """``Consumer.ack`` for whole batches of offsets: Faust's bookkeeping, one lock per fetch."""
