@@ -18,17 +18,17 @@ import functools
 import itertools
 import logging
 import shutil
+import struct
 import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import rocksdict
-from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from topics.contracts import EVENTS
 
-__all__ = ["PartitionStore", "discard_unacknowledged", "partition_of"]
+__all__ = ["BatchedSender", "PartitionStore", "discard_unacknowledged", "murmur2", "partition_of"]
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +41,42 @@ _LOCAL_PREFIXES = (b"__faust\x00", b"__mailpulse\x00")
 _tokens = itertools.count(time.time_ns())
 
 
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+_words = struct.Struct("<I").iter_unpack
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), as aiokafka's, faster.
+
+    aiokafka's pure-Python version assembles every 4-byte word from single
+    bytes with a dozen masks; here ``struct`` reads the words and only the
+    masks the 32-bit arithmetic needs remain (2-2.5x faster). Equal to aiokafka's for every
+    input (tests/streams/test_tables.py, hypothesis).
+    """
+    length = len(data)
+    h = 0x9747B28C ^ length
+    body = length & ~3
+    for (k,) in _words(data[:body]):
+        k = (k * _M) & _MASK
+        h = ((h * _M) ^ (((k ^ (k >> 24)) * _M) & _MASK)) & _MASK
+    tail = length & 3
+    if tail:
+        if tail == 3:
+            h ^= data[body + 2] << 16
+        if tail >= 2:
+            h ^= data[body + 1] << 8
+        h = ((h ^ data[body]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
+
+
 @functools.lru_cache(maxsize=1 << 17)
 def partition_of(key: bytes, partitions: int = EVENTS.partitions) -> int:
     """Kafka's default (murmur2) partition of a key: where producers put it and Faust's router looks.
 
-    Cached: aiokafka's murmur2 is pure Python (~20 µs a key) and the same
-    campaign and contact keys come back with every publication.
+    Cached: the same campaign and contact keys come back with every publication.
     """
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
@@ -88,33 +118,12 @@ class PartitionStore:
         await self._send_changelog(partition, items, token)
 
     async def _send_changelog(self, partition: int, items: Sequence[tuple[bytes, bytes]], token: bytes) -> None:
-        """Queue ``items`` for the partition's changelog as whole record batches.
-
-        One ``BatchBuilder`` per up to ``producer_max_batch_size`` bytes instead
-        of one ``send`` (with its future and Faust's wrapper) per record: the
-        records, their order and their partition are those of
-        ``table[key] = value``, at a fraction of the producer's CPU. The
-        batches join the producer's accumulator, so ``Consumer.commit``'s
-        producer flush waits for them before committing source offsets.
-        """
-        producer = self.app.producer._ensure_producer()  # Faust's aiokafka producer (at-least-once: one)
         topic = self.table.changelog_topic_name
-        tp = TP(topic, partition)
-        builder = producer.create_batch()
-        count = 0
+        sender = BatchedSender(self.app, topic)
         for key, value in items:
-            if builder.append(key=key, value=value, timestamp=None) is None:
-                builder.close()
-                await producer.send_batch(builder, topic, partition=partition)
-                builder = producer.create_batch()
-                count = 0
-                if builder.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a {topic} record of {len(key) + len(value)} bytes exceeds the producer batch size")
-            count += 1
-        # Closed: nothing else joins it, so the sender takes it without lingering.
-        builder.close()
-        fut = await producer.send_batch(builder, topic, partition=partition)
-        last = count - 1
+            await sender.add(partition, key, value)
+        fut, last = (await sender.flush())[partition]
+        tp = TP(topic, partition)
         fut.add_done_callback(lambda f: self._persisted(tp, f, token, last))
 
     def _persisted(self, tp: TP, fut: Any, token: bytes, last: int) -> None:
@@ -128,6 +137,52 @@ class PartitionStore:
         if tp.partition in self._store._dbs:
             self._store.set_persisted_offset(tp, fut.result().offset + last)
             self._db(tp.partition).put(ACKED_KEY, token)
+
+
+class BatchedSender:
+    """Records for one topic, queued to the producer as whole record batches per partition.
+
+    One ``BatchBuilder`` per partition and up to ``producer_max_batch_size``
+    bytes instead of one ``send`` (with its future and Faust's wrapper) per
+    record: the records, their order and their partition are those of one
+    ``send`` each, at a fraction of the producer's CPU. A full batch is sent
+    at once, the rest by ``flush``. The batches join the producer's
+    accumulator, so ``Consumer.commit``'s producer flush waits for them
+    before committing source offsets.
+    """
+
+    def __init__(self, app: Any, topic: str) -> None:
+        self.producer = app.producer._ensure_producer()  # Faust's aiokafka producer (at-least-once: the only one)
+        self.topic = topic
+        self._open: dict[int, tuple[Any, int]] = {}  # partition -> (builder, records in it)
+        self.sent = 0
+
+    async def add(self, partition: int, key: bytes, value: bytes | None) -> None:
+        builder, count = self._open.get(partition) or (self.producer.create_batch(), 0)
+        if builder.append(key=key, value=value, timestamp=None) is None:
+            await self._send(builder, partition)
+            builder, count = self.producer.create_batch(), 0
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                size = len(key) + len(value or b"")
+                raise ValueError(f"a {self.topic} record of {size} bytes exceeds the producer's batch size")
+        self._open[partition] = (builder, count + 1)
+        self.sent += 1
+
+    async def flush(self) -> dict[int, tuple[Any, int]]:
+        """Send every open batch: partition -> (its future, the index of its last record).
+
+        The future's result's ``offset`` is the batch's base offset.
+        """
+        out = {}
+        for partition, (builder, count) in self._open.items():
+            out[partition] = (await self._send(builder, partition), count - 1)
+        self._open.clear()
+        return out
+
+    async def _send(self, builder: Any, partition: int) -> Any:
+        # Closed: nothing else joins it, so the sender takes it without lingering.
+        builder.close()
+        return await self.producer.send_batch(builder, self.topic, partition=partition)
 
 
 def discard_unacknowledged(table_dir: Path) -> list[Path]:

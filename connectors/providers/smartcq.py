@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, AsyncIterator, Mapping
@@ -9,7 +10,7 @@ from typing import Any, AsyncIterator, Mapping
 from connectors.base import Page, Plan, Stream
 from connectors.errors import NormalisationError
 from connectors.pagination import TICK, DescendingCursorPaginator, TieRunOverflow, TimestampCursorPaginator, read_tie_run
-from connectors.providers._common import body_dict, body_list, event_id_prefix, optional_timestamp, require_mapping, require_str, timestamp
+from connectors.providers._common import body_dict, body_list, optional_timestamp, require_mapping, require_str, timestamp, utc_timestamp
 from topics.contracts import CONTACTS
 from topics.events import Bounce, EmailEvent, EventType, format_timestamp
 from topics.records import ContactRecord
@@ -22,14 +23,15 @@ CONTACTS_PAGE_SIZE = 200  # smartcq-contacts.txt: limit 1-200
 SEND_STATUSES = ("queued", "sent", "delivered", "opened", "clicked", "bounced", "complained", "suppressed", "failed", "delayed")
 EMAIL_STATUSES = ("active", "unsubscribed", "bounced", "complained", "suppressed", "pending_review")
 STAGES = ("lead", "prospect", "customer", "ex_customer")
+_blake2b = hashlib.blake2b
 
-#: Timestamps that are facts of their own.
-_TIMED_FACTS = (
-    ("sentAt", EventType.SENT, "sent"),
-    ("deliveredAt", EventType.DELIVERED, "delivered"),
-    ("openedAt", EventType.OPENED, "opened"),
-    ("clickedAt", EventType.CLICKED, "clicked"),
-)
+#: Timestamps that are facts of their own, with the fact part of their event id pre-encoded.
+_TIMED_FACTS = tuple((field, t, t.value.encode()) for field, t in (
+    ("sentAt", EventType.SENT),
+    ("deliveredAt", EventType.DELIVERED),
+    ("openedAt", EventType.OPENED),
+    ("clickedAt", EventType.CLICKED),
+))  # fmt: skip
 #: Statuses that are facts without a timestamp of their own ("delayed" is our "deferred").
 _STATUS_FACTS: Mapping[str, EventType] = {
     "queued": EventType.QUEUED,
@@ -56,51 +58,55 @@ _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})  # shared, read-only: o
 def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEvent]:
     """One send -> one event per fact it shows; ``event_id`` = (send id, fact), stable across re-reads."""
     # The hot path of the pollers (about 2.5 events per send): positional EmailEvent arguments (the
-    # field order of topics/events.py, which a test pins), one hash state per send, no per-fact tuples.
+    # field order of topics/events.py, which a test pins) and one hash state per send.
     if not isinstance(raw, dict):
         require_mapping(raw)
-    send_id = raw.get("id")
+    get = raw.get
+    send_id = get("id")
     if send_id.__class__ is not str or not send_id:
         send_id = require_str(raw, "id")
-    created = timestamp(raw.get("createdAt"), "createdAt")
-    status = raw.get("status")
+    created = utc_timestamp(get("createdAt"), "createdAt")
+    status = get("status")
     if status not in _STATUS_FACTS and status not in _TIMED_STATUSES:
         raise NormalisationError("status", f"unknown status {status!r:.40}")
-    get = raw.get
-    facts: list[Any] = []  # type, time, type, time, ...
+    campaign, contact = get("campaignId"), get("contactId")
+    prefix = _blake2b(f"{PROVIDER}\x1f{source}\x1f{send_id}\x1f".encode(), digest_size=16)  # = event_id_prefix()
+    out = []
     latest = created
-    for field, event_type, _ in _TIMED_FACTS:
+    # Timed facts never carry the error (only status facts do): built here, in fact order, as each
+    # timestamp is read, with no list of (type, time) pairs in between.
+    for field, type_, fact in _TIMED_FACTS:
         value = get(field)
         if value is not None:
-            at = timestamp(value, field)
-            facts += (event_type, at)
+            at = utc_timestamp(value, field)
             if at > latest:
                 latest = at
+            h = prefix.copy()
+            h.update(fact)
+            out.append(EmailEvent(h.hexdigest(), PROVIDER, source, type_, at, observed_at, send_id, campaign, contact, None, None, None, _NO_ATTRIBUTES))
     if status in _STATUS_FACTS:
-        facts += (_STATUS_FACTS[status], created if status == "queued" else latest)
+        type_ = _STATUS_FACTS[status]
+        at = created if status == "queued" else latest
     else:
         field, type_ = _TIMED_STATUSES[status]
-        if get(field) is None:
-            facts += (type_, latest)
-    campaign, contact, error = get("campaignId"), get("contactId"), get("error")
-    prefix = event_id_prefix(PROVIDER, source, send_id)
-    out = []
-    for i in range(0, len(facts), 2):
-        type_ = facts[i]
-        h = prefix.copy()
-        h.update(_FACT_BYTES[type_])
-        bounce = None
-        attributes: Mapping[str, Any] = _NO_ATTRIBUTES
-        if error and type_ in _ERROR_FACTS:
-            if type_ is EventType.BOUNCED:
-                code = str(error).split(" ", 2)
-                bounce = Bounce(code=code[1] if len(code) > 1 and code[1][:1].isdigit() else None, reason=str(error))
-            else:
-                attributes = {"error": str(error)}
-        out.append(
-            EmailEvent(h.hexdigest(), PROVIDER, source, type_, facts[i + 1], observed_at, send_id, campaign, contact, None, bounce, None, attributes)
-        )
+        if get(field) is not None:
+            return out  # its timestamp already made the fact
+        at = latest
+    h = prefix.copy()
+    h.update(_FACT_BYTES[type_])
+    bounce, attributes = _error_details(type_, get("error"))
+    out.append(EmailEvent(h.hexdigest(), PROVIDER, source, type_, at, observed_at, send_id, campaign, contact, None, bounce, None, attributes))
     return out
+
+
+def _error_details(type_: EventType, error: Any) -> tuple[Bounce | None, Mapping[str, Any]]:
+    """A bounce's ``Bounce``, or the ``error`` attribute of a failed or deferred send."""
+    if not error or type_ not in _ERROR_FACTS:
+        return None, _NO_ATTRIBUTES
+    if type_ is EventType.BOUNCED:
+        code = str(error).split(" ", 2)
+        return Bounce(code=code[1] if len(code) > 1 and code[1][:1].isdigit() else None, reason=str(error)), _NO_ATTRIBUTES
+    return None, {"error": str(error)}
 
 
 def normalise_contact(raw: Any, *, source: str, observed_at: datetime) -> ContactRecord:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import rocksdict
+from hypothesis import given
+from hypothesis import strategies as st
 
-from streams.tables import ACKED_KEY, WRITTEN_KEY, discard_unacknowledged, partition_of
+from streams.tables import ACKED_KEY, WRITTEN_KEY, discard_unacknowledged, murmur2, partition_of
+from topics.contracts import EVENTS
 
 
 def _db(path: Path, **items: bytes) -> None:
@@ -40,3 +43,17 @@ def test_partition_of_matches_kafkas_default_partitioner() -> None:
     partitioner = DefaultPartitioner()
     for key in (b"acme-smartcq:m1", b"acme-supersend:c3", b"", b"x" * 100):
         assert partition_of(key) == partitioner(key, list(range(8)), list(range(8)))
+
+
+@given(st.binary(max_size=300))
+def test_murmur2_equals_aiokafkas_for_any_bytes(data: bytes) -> None:
+    from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+    assert murmur2(data) == aiokafka_murmur2(data)
+
+
+def test_stats_topics_have_as_many_partitions_as_the_stage_2_tables() -> None:
+    # publish_stats sends a stage-2 key to the partition number it lives in, unhashed.
+    from topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS
+
+    assert CAMPAIGN_STATS.partitions == CONTACT_STATS.partitions == CAMPAIGNS.partitions == EVENTS.partitions
