@@ -83,9 +83,11 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[Output]:
         if kind in _IGNORED_TYPES:
             return []
         raise NormalisationError("type", f"unknown event type {kind!r:.40}")
-    date = utc_timestamp(get("date"), "date")
+    date_text = get("date")
+    date = utc_timestamp(date_text, "date")
     updated = get("updated_at")
-    updated = date if updated is None or updated == "" else utc_timestamp(updated, "updated_at")
+    # Mostly the same text as ``date`` (a row never changed): the same time, not parsed twice.
+    updated = date if updated is None or updated == "" or updated == date_text else utc_timestamp(updated, "updated_at")
     message_id = get("email_id") or row_id
     contact = get("contact")
     if not isinstance(contact, dict):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.errors import NormalisationError
-from connectors.providers._common import event_id, event_id_of, event_id_prefix, timestamp
+from connectors.providers._common import event_id, event_id_of, event_id_prefix, timestamp, utc_timestamp
 from topics.events import EventType, make_event_id, parse_timestamp
 
 # From year 1000: strftime does not pad smaller years to four digits.
@@ -65,6 +65,32 @@ def test_timestamp_fast_path_never_accepts_what_the_general_parse_rejects(text):
 @pytest.mark.parametrize("text", ["2026-11-01T00+01:00", "2026-11-01T00:00+01", "20261101T000803.12Z", "2026-11-01T00:00:0Z", "2026-11-01"])
 def test_timestamp_of_odd_19_character_and_short_forms_matches_the_general_parse(text):
     assert _fast(text) == _reference(text)
+
+
+def _outcome(parse, value):
+    """What ``parse(value, "t")`` returns or raises, comparable across two parsers."""
+    try:
+        return parse(value, "t")
+    except NormalisationError as exc:
+        return str(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_datetimes, _formats | st.sampled_from(["%Y-%m-%dT%H:%M:%S.%f+00:00", "%Y-%m-%dT%H:%M+00:00", "%Y-%m-%dT%H:%M+00"]))
+def test_utc_timestamp_is_timestamp_on_provider_formats(dt, fmt):
+    text = dt.strftime(fmt)
+    got, want = _outcome(utc_timestamp, text), _outcome(timestamp, text)
+    assert got == want and type(got) is type(want)
+    assert got.tzinfo is want.tzinfo is timezone.utc
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_near_misses | st.text(alphabet="0123456789-:T Z+.,W", max_size=30) | st.none() | st.integers() | st.booleans() | st.lists(st.integers(), max_size=2))
+def test_utc_timestamp_is_timestamp_on_near_misses_and_wrong_types(value):
+    got, want = _outcome(utc_timestamp, value), _outcome(timestamp, value)
+    assert got == want and type(got) is type(want)
+    if isinstance(got, datetime):
+        assert got.tzinfo is want.tzinfo is timezone.utc
 
 
 @settings(max_examples=300, deadline=None)

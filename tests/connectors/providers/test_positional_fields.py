@@ -8,6 +8,8 @@ import orjson
 
 from connectors.errors import NormalisationError
 from connectors.providers.smtpeter import normalise as smtpeter_normalise
+from connectors.providers.supersend import _ATTRIBUTES
+from connectors.providers.supersend import normalise as supersend_normalise
 from tests.connectors.providers.suite import OBSERVED, load
 from topics.events import EmailEvent, make_event_id
 from topics.records import CampaignMetadata, ContactRecord
@@ -41,3 +43,15 @@ def test_smtpeter_streamed_event_id_is_the_contract_make_event_id_of_the_sorted_
             data = orjson.dumps(raw["data"], option=orjson.OPT_SORT_KEYS).decode()
             assert event.event_id == make_event_id("smtpeter", "acme", raw["event"], data, ordinal)
     assert checked > 20
+
+
+def test_supersend_attributes_keep_the_row_extras_in_order_and_drop_only_their_nulls():
+    # _attributes names the extras again in a dict display: it must match _ATTRIBUTES, nulls or not.
+    extras = {k: 0 if k == "unsubscribes" else f"v-{k}" for k in _ATTRIBUTES}
+    row = {"id": "r1", "type": "sent", "date": "2026-11-01T00:00:00Z", **extras, "opens": 3}
+    for null in (None, *_ATTRIBUTES):
+        raw = {**row, null: None} if null else row
+        [event, *_] = supersend_normalise(raw, source="acme", observed_at=OBSERVED)
+        want = {k: v for k, v in extras.items() if k != null}
+        want.update(reports_delivery=False, opens_counter=3, clicks_counter=0, supersend_event_id="r1")
+        assert list(event.attributes.items()) == list(want.items())
