@@ -224,6 +224,13 @@ class StreamRunner:
                 except NormalisationError as exc:
                     self._add_dlq(batch, raw, exc.reason, observed)
                     continue
+                except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+                    # A shape the provider module did not foresee (a list where a status
+                    # string belongs, a counter as text): one record must not stall the
+                    # source on every pass. Filed like any bad record, with the error.
+                    log.exception("%s/%s: unexpected error normalising a record", stream.source_name, stream.name)
+                    self._add_dlq(batch, raw, f"unexpected record shape: {type(exc).__name__}: {exc}"[:500], observed)
+                    continue
                 if keep_outputs:
                     all_outputs.extend(outputs)
                 self._add_outputs(batch, outputs, result)

@@ -109,3 +109,26 @@ async def test_a_reconcile_pass_moves_the_cursor_only_when_it_completes():
     await r.run_pass(Plan("reconcile", NOW, since=NOW))
     cursors = [orjson.loads(rec.value)["cursor"] for rec in pub.topic("checkpoints.v1")]
     assert cursors == [{"page": 2}]
+
+
+async def test_a_record_of_an_unforeseen_shape_goes_to_the_dlq_instead_of_stalling_the_source():
+    # A real provider module fed a SuperSend row whose counter is text: its
+    # comparison raises TypeError, which is not a NormalisationError.
+    from connectors.providers import supersend
+
+    class SuperSendRows(ListStream):
+        provider = "supersend"
+
+        def normalise_record(self, raw: Any, observed_at: datetime) -> list[Any]:
+            return supersend.normalise(raw, source="acme", observed_at=observed_at)
+
+    good = {"id": "r1", "type": "sent", "channel": "email", "date": "2026-11-03T23:59:59Z", "email_id": "m1",
+            "contact": {"id": "k1", "email": "A@example.com"}, "campaign": {"id": "c1"}}
+    bad = {**good, "id": "r2", "email_id": "m2", "unsubscribes": "3"}
+    pub = MemoryPublisher()
+    result = await runner(SuperSendRows([[good, bad, {**good, "id": "r3", "email_id": "m3"}]]), pub).run_pass(Plan("poll", NOW))
+    assert (result.events, result.dlq) == (2, 1)
+    [letter] = pub.topic("dlq.v1")
+    body = orjson.loads(letter.value)
+    assert body["reason"].startswith("unexpected record shape: TypeError: ") and body["raw"]["id"] == "r2"
+    assert [orjson.loads(r.value)["message_id"] for r in pub.topic("events.v1")] == ["m1", "m3"]
