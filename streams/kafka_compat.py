@@ -31,7 +31,7 @@ from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-__all__ = ["BulkHandler", "ReadCommittedTransport", "patch_read_committed", "register_bulk_handler"]
+__all__ = ["BulkHandler", "ReadCommittedTransport", "patch_read_committed", "record_changelog_failure", "register_bulk_handler"]
 
 #: Receives every record of one fetch for its topic, in log order per partition.
 BulkHandler = Callable[[list[Any]], Awaitable[None]]
@@ -62,6 +62,19 @@ class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class ReadCommittedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ReadCommittedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _commit(self, offsets: Any) -> bool:
+        # Faust commits right after flushing the producer, and the flush does not
+        # check results: a changelog batch that failed for good would have its
+        # events committed while no changelog holds their facts. Crash instead;
+        # the restart discards the local tables ahead of their changelog
+        # (streams.tables.discard_unacknowledged) and replays from the last commit.
+        failure = self.transport.changelog_failure
+        if failure is not None:
+            self.log.error("not committing offsets: a changelog batch was not written (%r)", failure)
+            await self.crash(failure)
+            return False
+        return bool(await super()._commit(offsets))
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by every worker test
         """Faust 0.15.3's ``Consumer._drain_messages``, with records of bulk topics handed over in batches.
@@ -245,6 +258,8 @@ class ReadCommittedTransport(faust_aiokafka.Transport):
         super().__init__(*args, **kwargs)
         #: Topic name -> ``async handler(list[Message])``; see ``ReadCommittedConsumer._drain_messages``.
         self.bulk_handlers: dict[str, BulkHandler] = {}
+        #: The error of a changelog batch the producer gave up on; no commit happens after it.
+        self.changelog_failure: BaseException | None = None
 
 
 def patch_read_committed(app: faust.App) -> None:
@@ -252,6 +267,13 @@ def patch_read_committed(app: faust.App) -> None:
     _check_versions()
     # Same construction as faust.App._new_transport, with our class.
     app.transport = ReadCommittedTransport(app.conf.broker_consumer, app)
+
+
+def record_changelog_failure(app: faust.App, exc: BaseException) -> None:
+    """Stop every later offset commit of ``app``'s consumer (see ``ReadCommittedConsumer._commit``)."""
+    transport = app.transport
+    if isinstance(transport, ReadCommittedTransport) and transport.changelog_failure is None:
+        transport.changelog_failure = exc
 
 
 def register_bulk_handler(app: faust.App, topic: Any, handler: BulkHandler) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import rocksdict
 from faust.types import TP
 
+from streams.kafka_compat import record_changelog_failure
 from topics.contracts import EVENTS
 
 __all__ = ["BatchedSender", "PartitionStore", "discard_unacknowledged", "murmur2", "partition_of"]
@@ -133,6 +134,9 @@ class PartitionStore:
         # Batches of one partition are acknowledged in order, so the last batch
         # acknowledged is the last one written once the producer is flushed.
         if fut.cancelled() or fut.exception() is not None:
+            exc = fut.exception() if not fut.cancelled() else RuntimeError("changelog batch cancelled")
+            log.error("the changelog batch for %s[%s] was not written: %r", tp.topic, tp.partition, exc)
+            record_changelog_failure(self.app, exc)
             return
         if tp.partition in self._store._dbs:
             self._store.set_persisted_offset(tp, fut.result().offset + last)

@@ -50,3 +50,25 @@ def test_the_worker_app_uses_the_read_committed_consumer() -> None:
     assert isinstance(s.app.transport, ReadCommittedTransport)
     assert s.app.transport.Consumer._new_consumer_thread.__qualname__.startswith("ReadCommittedConsumer")
     assert issubclass(ReadCommittedConsumerThread, __import__("faust.transport.drivers.aiokafka", fromlist=["x"]).AIOKafkaConsumerThread)
+
+
+async def test_after_a_changelog_batch_fails_the_consumer_commits_nothing_and_crashes() -> None:
+    # The producer gave up on a changelog batch (its future holds the error):
+    # committing source offsets now would mark events processed whose facts no
+    # changelog holds. Faust's commit flushes the producer but never checks results.
+    import asyncio
+
+    from aiokafka.errors import MessageSizeTooLargeError
+    from faust.types import TP
+
+    from streams.app import create_app
+
+    s = create_app(Config())
+    failed: asyncio.Future = asyncio.get_running_loop().create_future()
+    failed.set_exception(MessageSizeTooLargeError())
+    s.messages._persisted(TP("x-messages-changelog", 3), failed, b"token", 0)
+
+    consumer = s.app.consumer
+    assert await consumer._commit({TP(s.events_name, 3): 10}) is False
+    assert isinstance(consumer.crash_reason, MessageSizeTooLargeError)
+    assert isinstance(s.app.transport.changelog_failure, MessageSizeTooLargeError)
