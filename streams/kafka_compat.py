@@ -24,6 +24,7 @@ import asyncio
 from typing import Any, Awaitable, Callable
 
 import aiokafka
+from aiokafka.errors import IllegalStateError
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING as _CONSUMER_FETCHING
 from faust.types import TP
@@ -217,10 +218,13 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
         for tp, first in dropped.items():
             if tp not in assignment:
                 continue  # revoked: its next owner starts from the committed offset
-            position = await self.position(tp)
-            if position is not None and position > first:
-                self.log.info("re-reading %s from offset %s: its fetched records were dropped by a pause", tp, first)
-                await self.seek(tp, first)
+            try:
+                position = await self.position(tp)
+                if position is not None and position > first:
+                    self.log.info("re-reading %s from offset %s: its fetched records were dropped by a pause", tp, first)
+                    await self.seek(tp, first)
+            except IllegalStateError:
+                continue  # revoked meanwhile (a rebalance): as above
 
     def _ack_offsets(self, taken: list[tuple[TP, list[int]]]) -> None:
         """``Consumer.ack`` for whole batches of offsets: Faust's bookkeeping, one lock per fetch."""
