@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, AsyncIterator, Mapping
@@ -10,7 +9,7 @@ from typing import Any, AsyncIterator, Mapping
 from connectors.base import Page, Plan, Stream
 from connectors.errors import NormalisationError
 from connectors.pagination import TICK, DescendingCursorPaginator, TieRunOverflow, TimestampCursorPaginator, read_tie_run
-from connectors.providers._common import body_dict, body_list, optional_timestamp, require_mapping, require_str, timestamp, utc_timestamp
+from connectors.providers._common import body_dict, body_list, event_id_prefix, optional_timestamp, require_mapping, require_str, timestamp, utc_timestamp
 from topics.contracts import CONTACTS
 from topics.events import Bounce, EmailEvent, EventType, format_timestamp
 from topics.records import ContactRecord
@@ -23,7 +22,6 @@ CONTACTS_PAGE_SIZE = 200  # smartcq-contacts.txt: limit 1-200
 SEND_STATUSES = ("queued", "sent", "delivered", "opened", "clicked", "bounced", "complained", "suppressed", "failed", "delayed")
 EMAIL_STATUSES = ("active", "unsubscribed", "bounced", "complained", "suppressed", "pending_review")
 STAGES = ("lead", "prospect", "customer", "ex_customer")
-_blake2b = hashlib.blake2b
 
 #: Timestamps that are facts of their own, with the fact part of their event id pre-encoded.
 _TIMED_FACTS = tuple((field, t, t.value.encode()) for field, t in (
@@ -70,7 +68,7 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEven
     if status not in _STATUS_FACTS and status not in _TIMED_STATUSES:
         raise NormalisationError("status", f"unknown status {status!r:.40}")
     campaign, contact = get("campaignId"), get("contactId")
-    prefix = _blake2b(f"{PROVIDER}\x1f{source}\x1f{send_id}\x1f".encode(), digest_size=16)  # = event_id_prefix()
+    prefix = event_id_prefix(PROVIDER, source, send_id)
     out = []
     latest = created
     # Timed facts never carry the error (only status facts do): built here, in fact order, as each

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, time, timedelta, timezone
 from typing import Any, AsyncIterator, Mapping
 from urllib.parse import quote
@@ -12,7 +11,7 @@ import orjson
 from connectors.base import Page, Plan, Stream
 from connectors.errors import NormalisationError
 from connectors.pagination import DateWindowPaginator
-from connectors.providers._common import body_list, require_mapping, require_str, timestamp
+from connectors.providers._common import body_list, event_id_prefix, require_mapping, require_str, timestamp
 from topics.events import Bounce, BounceKind, EmailEvent, EventType
 
 __all__ = ["SMTPeterEvents", "normalise", "selector_path", "with_ordinals"]
@@ -36,7 +35,6 @@ _MAPPED = frozenset({"id", "time", "recipient", "url", "tags"})
 _FAILURE_MAPPED = _MAPPED | {"status", "description"}
 _DUMPS = orjson.dumps
 _SORT = orjson.OPT_SORT_KEYS
-_blake2b = hashlib.blake2b
 _UNKNOWN_BOUNCE = Bounce(kind=BounceKind.UNKNOWN)  # frozen: one shared value
 
 
@@ -78,7 +76,7 @@ def normalise(raw: Any, *, source: str, campaign_id: str, observed_at: datetime,
     url = data.get("url") if type_ is EventType.CLICKED else None
     # The event's own content: re-reading a day yields the same ids. The bytes that
     # make_event_id(PROVIDER, source, name, <sorted JSON of data>, ordinal) hashes, streamed.
-    h = _blake2b(f"{PROVIDER}\x1f{source}\x1f{name}\x1f".encode(), digest_size=16)
+    h = event_id_prefix(PROVIDER, source, name)
     h.update(_DUMPS(data, option=_SORT))
     h.update(b"\x1f" if ordinal is None else f"\x1f{ordinal}".encode())
     return EmailEvent(

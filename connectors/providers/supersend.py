@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
@@ -11,7 +10,7 @@ from typing import Any, AsyncIterator, Mapping
 from connectors.base import Output, Page, Plan, Stream
 from connectors.errors import NormalisationError
 from connectors.pagination import OffsetPaginator
-from connectors.providers._common import body_dict, body_list, require_mapping, require_str, timestamp, utc_timestamp
+from connectors.providers._common import body_dict, body_list, event_id_prefix, require_mapping, require_str, timestamp, utc_timestamp
 from topics.contracts import CAMPAIGNS
 from topics.events import (
     ATTR_CLICKS_COUNTER,
@@ -52,7 +51,6 @@ _FLAGS = tuple((flag, t, t.value.encode()) for flag, t in (
     ("replied", EventType.REPLIED),
     ("bounced", EventType.BOUNCED),
 ))  # fmt: skip
-_blake2b = hashlib.blake2b
 #: The row's extras copied into the events' attributes, in this order (``_attributes`` names them again).
 _ATTRIBUTES = ("channel", "sequence_step", "subject", "thread_id", "sender_id", "autoresponse", "replies", "unsubscribes")
 
@@ -100,7 +98,7 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[Output]:
     email = contact.get("email")
     email = email.lower() if isinstance(email, str) and email else None
     attributes = _attributes(get, row_id)
-    prefix = _blake2b(f"{PROVIDER}\x1f{source}\x1f{message_id}\x1f".encode(), digest_size=16)
+    prefix = event_id_prefix(PROVIDER, source, message_id)
     message_id = str(message_id)
     # The row's own fact first, then its flags' (a flag repeating the own type adds nothing): the
     # order the events always had. A flag has no time of its own: when the row last changed.
