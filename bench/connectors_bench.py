@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from connectors.providers import smartcq, smartersends, smtpeter, supersend
+from mailpulse.connectors.providers import smartcq, smartersends, smtpeter, supersend
 from mailpulse.simulators import Simulator, SimulatorConfig
 
 OBSERVED = datetime(2026, 11, 23, tzinfo=timezone.utc)
@@ -68,11 +68,11 @@ def bench_normalise(n: int, repeat: int) -> None:
 
 
 async def bench_e2e(bootstrap: str, size: int) -> None:
-    from connectors.http import RetryPolicy
-    from connectors.runner import SourceRunner
+    from mailpulse.connectors.http import RetryPolicy
+    from mailpulse.connectors.runner import SourceRunner
     from mailpulse.config import Config
     from mailpulse.simulators import serve_simulators
-    from topics.admin import ensure_topics
+    from mailpulse.topics.admin import ensure_topics
 
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     await ensure_topics(bootstrap, prefix=prefix, replication_factor=1)

@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from topics.events import (
+from mailpulse.topics.events import (
     ATTR_OPENS_COUNTER,
     ATTR_REPORTS_DELIVERY,
     Bounce,

@@ -8,7 +8,7 @@ It generates events (``bench/eventgen.py``, ~100k events for 25k messages),
 encodes them as the events topic holds them, and feeds them, ``--batch`` raw
 records per call, to
 
-* ``end to end``: ``streams.agents.process_events`` itself, on an in-memory
+* ``end to end``: ``mailpulse.streams.agents.process_events`` itself, on an in-memory
   stand-in for the worker (dict-backed message store whose ``put_many`` only
   stores the values, a producer that drops dead letters, the real metrics).
   RocksDB writes and changelog sends are not in the figure;
@@ -38,15 +38,15 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.eventgen import generate_events  # noqa: E402
-from streams import agents  # noqa: E402
-from streams.aggregates import PartitionView  # noqa: E402
-from streams.metrics import WorkerMetrics  # noqa: E402
-from streams.reducers import apply_events, decode_state, encode_state  # noqa: E402
-from streams.tables import partition_of  # noqa: E402
-from topics.events import decode_event, encode_event  # noqa: E402
+from mailpulse.streams import agents  # noqa: E402
+from mailpulse.streams.aggregates import PartitionView  # noqa: E402
+from mailpulse.streams.metrics import WorkerMetrics  # noqa: E402
+from mailpulse.streams.reducers import apply_events, decode_state, encode_state  # noqa: E402
+from mailpulse.streams.tables import partition_of  # noqa: E402
+from mailpulse.topics.events import decode_event, encode_event  # noqa: E402
 
 try:  # absent before the lean decoder existed
-    from streams.decode import decode_record
+    from mailpulse.streams.decode import decode_record
 except ImportError:  # pragma: no cover
     decode_record = None  # type: ignore[assignment]
 

@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.eventgen import generate_events  # noqa: E402
 from mailpulse.devkafka import LocalKafka, free_port  # noqa: E402
-from streams.reducers import COUNT_FIELDS, apply_events, campaign_key, contribution  # noqa: E402
-from topics.admin import ensure_topics  # noqa: E402
-from topics.contracts import EVENTS, topic_name  # noqa: E402
-from topics.events import encode_event  # noqa: E402
+from mailpulse.streams.reducers import COUNT_FIELDS, apply_events, campaign_key, contribution  # noqa: E402
+from mailpulse.topics.admin import ensure_topics  # noqa: E402
+from mailpulse.topics.contracts import EVENTS, topic_name  # noqa: E402
+from mailpulse.topics.events import encode_event  # noqa: E402
 
 PEER_VENV = ROOT / "bench" / ".venv-peer"
 PEER_REQUIREMENT = "quixstreams>=3.28,<4"

@@ -28,15 +28,15 @@ from typing import Any, AsyncIterator, Callable, ClassVar, Iterable, Sequence
 
 import orjson
 
-from connectors import metrics
-from connectors.dedupe import ChangeIndex, EventIndex, content_digest
-from connectors.errors import NormalisationError
-from connectors.http import ApiClient
-from connectors.publisher import OutRecord, Publisher
-from connectors.records import CalendarEvent, UsageReport
-from topics.contracts import CALENDAR, CAMPAIGNS, CHECKPOINTS, CONTACTS, DLQ, EVENTS, USAGE, TopicSpec, topic_name
-from topics.events import EmailEvent, encode_event, format_timestamp
-from topics.records import CampaignMetadata, Checkpoint, ContactRecord, DeadLetter
+from mailpulse.connectors import metrics
+from mailpulse.connectors.dedupe import ChangeIndex, EventIndex, content_digest
+from mailpulse.connectors.errors import NormalisationError
+from mailpulse.connectors.http import ApiClient
+from mailpulse.connectors.publisher import OutRecord, Publisher
+from mailpulse.connectors.records import CalendarEvent, UsageReport
+from mailpulse.topics.contracts import CALENDAR, CAMPAIGNS, CHECKPOINTS, CONTACTS, DLQ, EVENTS, USAGE, TopicSpec, topic_name
+from mailpulse.topics.events import EmailEvent, encode_event, format_timestamp
+from mailpulse.topics.records import CampaignMetadata, Checkpoint, ContactRecord, DeadLetter
 
 __all__ = ["Clock", "Plan", "Page", "Tombstone", "Stream", "StreamRunner", "PassResult", "utcnow", "dlq_digest", "describe"]
 

@@ -9,10 +9,10 @@ import os
 import signal
 from typing import Any
 
-from connectors.base import PassResult
-from connectors.clock import CLOCK_URL_ENV, RemoteClock
-from connectors.redact import install_secrets_filter
-from connectors.runner import SourceRunner, parse_cli_time, run_connect, source_secrets
+from mailpulse.connectors.base import PassResult
+from mailpulse.connectors.clock import CLOCK_URL_ENV, RemoteClock
+from mailpulse.connectors.redact import install_secrets_filter
+from mailpulse.connectors.runner import SourceRunner, parse_cli_time, run_connect, source_secrets
 from mailpulse.config import Config, load_config
 from mailpulse.errors import ConfigError
 

@@ -15,9 +15,9 @@ from datetime import datetime
 
 import httpx
 
-from connectors.errors import ConnectorError
-from connectors.redact import redact_url
-from topics.events import parse_timestamp
+from mailpulse.connectors.errors import ConnectorError
+from mailpulse.connectors.redact import redact_url
+from mailpulse.topics.events import parse_timestamp
 
 __all__ = ["RemoteClock", "CLOCK_URL_ENV"]
 

@@ -4,7 +4,7 @@
 ``occurred_at``), bounded by evicting what no re-read can return any more.
 ``ChangeIndex``: a short digest of the latest value per key of a compacted
 topic (contacts, campaigns, calendar, usage), so unchanged records are not
-republished. Both are rebuilt from Kafka at start (``connectors.state``).
+republished. Both are rebuilt from Kafka at start (``mailpulse.connectors.state``).
 """
 
 from __future__ import annotations

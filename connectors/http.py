@@ -22,9 +22,9 @@ from urllib.parse import parse_qsl
 import httpx
 import orjson
 
-from connectors import metrics
-from connectors.errors import AuthError, ConnectorError, FatalAPIError, MalformedPage, RetriableAPIError
-from connectors.redact import redact_text, redact_url
+from mailpulse.connectors import metrics
+from mailpulse.connectors.errors import AuthError, ConnectorError, FatalAPIError, MalformedPage, RetriableAPIError
+from mailpulse.connectors.redact import redact_text, redact_url
 
 __all__ = ["RetryPolicy", "ApiClient", "ParseCallback", "retry_after_seconds"]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, Generic, Mapping, Sequence, TypeVar
 
-from connectors.errors import PaginationError
+from mailpulse.connectors.errors import PaginationError
 
 __all__ = [
     "BasePaginator",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
-from topics.events import format_timestamp
+from mailpulse.topics.events import format_timestamp
 
 __all__ = ["UsageReport", "CalendarEvent"]
 

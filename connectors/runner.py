@@ -16,19 +16,19 @@ from typing import Any, Callable
 import httpx
 from aiokafka.errors import KafkaError, ProducerFenced
 
-from connectors import metrics
-from connectors.base import Clock, PassResult, Plan, Stream, StreamRunner, describe, utcnow
-from connectors.dedupe import ChangeIndex, EventIndex
-from connectors.errors import AuthError, ConnectorError, PaginationError
-from connectors.http import ApiClient, RetryPolicy
-from connectors.providers.smartcq import SmartCQContacts, SmartCQSends
-from connectors.providers.smartersends import SmarterSendsCalendar, SmarterSendsCampaigns, SmarterSendsUsage
-from connectors.providers.smtpeter import SMTPeterEvents
-from connectors.providers.supersend import SuperSendEvents
-from connectors.publisher import Publisher, transactional_id
-from connectors.state import load_change_index, load_dlq_digests, load_event_index, read_checkpoints
+from mailpulse.connectors import metrics
+from mailpulse.connectors.base import Clock, PassResult, Plan, Stream, StreamRunner, describe, utcnow
+from mailpulse.connectors.dedupe import ChangeIndex, EventIndex
+from mailpulse.connectors.errors import AuthError, ConnectorError, PaginationError
+from mailpulse.connectors.http import ApiClient, RetryPolicy
+from mailpulse.connectors.providers.smartcq import SmartCQContacts, SmartCQSends
+from mailpulse.connectors.providers.smartersends import SmarterSendsCalendar, SmarterSendsCampaigns, SmarterSendsUsage
+from mailpulse.connectors.providers.smtpeter import SMTPeterEvents
+from mailpulse.connectors.providers.supersend import SuperSendEvents
+from mailpulse.connectors.publisher import Publisher, transactional_id
+from mailpulse.connectors.state import load_change_index, load_dlq_digests, load_event_index, read_checkpoints
 from mailpulse.config import Config
-from topics.events import format_timestamp, parse_timestamp
+from mailpulse.topics.events import format_timestamp, parse_timestamp
 
 __all__ = ["STREAMS", "SourceRunner", "make_client", "source_secrets", "run_connect"]
 

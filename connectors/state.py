@@ -15,9 +15,9 @@ from typing import Any, Callable
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from connectors.dedupe import ChangeIndex, EventIndex, content_digest
-from topics.contracts import CHECKPOINTS, DLQ, EVENTS, TopicSpec, topic_name
-from topics.events import parse_timestamp
+from mailpulse.connectors.dedupe import ChangeIndex, EventIndex, content_digest
+from mailpulse.topics.contracts import CHECKPOINTS, DLQ, EVENTS, TopicSpec, topic_name
+from mailpulse.topics.events import parse_timestamp
 
 __all__ = ["partitions_of", "scan_topic", "read_checkpoints", "load_event_index", "load_change_index", "load_dlq_digests"]
 
@@ -142,7 +142,7 @@ async def load_event_index(bootstrap: str, prefix: str, source: str, since: date
 
 async def load_dlq_digests(bootstrap: str, prefix: str, source: str) -> set[bytes]:
     """Digests of ``source``'s dead letters, so a re-read record is not filed twice."""
-    from connectors.base import dlq_digest
+    from mailpulse.connectors.base import dlq_digest
 
     seen: set[bytes] = set()
     key = source.encode()

@@ -20,9 +20,9 @@ __all__ = ["main", "build_parser"]
 
 _COMMAND_MODULES: tuple[str, ...] = (
     "mailpulse.devcli",
-    "topics.cli",
-    "connectors.cli",
-    "streams.cli",
+    "mailpulse.topics.cli",
+    "mailpulse.connectors.cli",
+    "mailpulse.streams.cli",
     "mailpulse.simulators.cli",
 )
 

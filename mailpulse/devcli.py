@@ -100,7 +100,7 @@ def _pipe(name: str, stream: IO[bytes]) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from topics.admin import ensure_topics
+    from mailpulse.topics.admin import ensure_topics
 
     config = load_config(args.config)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the status line's own scrapes

@@ -23,15 +23,15 @@ from typing import Any
 
 import orjson
 
-from streams.aggregates import PartitionView, merge_partial
-from streams.app import Streams
-from streams.kafka_compat import register_bulk_handler
-from streams.query import campaign_answer, contact_answer
-from streams.decode import decode_record
-from streams.reducers import Fact, MessageState, decode_state, encode_state, merge_facts
-from streams.tables import BatchedSender, partition_of
-from topics.events import SchemaError
-from topics.records import DeadLetter, encode_record
+from mailpulse.streams.aggregates import PartitionView, merge_partial
+from mailpulse.streams.app import Streams
+from mailpulse.streams.kafka_compat import register_bulk_handler
+from mailpulse.streams.query import campaign_answer, contact_answer
+from mailpulse.streams.decode import decode_record
+from mailpulse.streams.reducers import Fact, MessageState, decode_state, encode_state, merge_facts
+from mailpulse.streams.tables import BatchedSender, partition_of
+from mailpulse.topics.events import SchemaError
+from mailpulse.topics.records import DeadLetter, encode_record
 
 __all__ = ["install_agents", "process_events", "process_partials", "sync_views"]
 
@@ -292,7 +292,7 @@ def install_agents(s: Streams) -> None:
     """Register the stage-1 and stage-2 handlers, the publishing timer and the rebalance hooks.
 
     No Faust agent reads a record: every topic is handed to its handler one
-    fetched batch at a time by the consumer (``streams.kafka_compat``), acked
+    fetched batch at a time by the consumer (``mailpulse.streams.kafka_compat``), acked
     when the handler returns. Faust still owns the group membership, the
     assignment, table recovery, commits, timers and the web server.
     """

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping
 
-from streams.reducers import (
+from mailpulse.streams.reducers import (
     COUNT_FIELDS,
     FLAG_FIELDS,
     Contribution,

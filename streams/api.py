@@ -1,4 +1,4 @@
-"""The query API (Faust web): thin views over ``streams.query``.
+"""The query API (Faust web): thin views over ``mailpulse.streams.query``.
 
 Every worker serves every endpoint. A campaign or contact lives in one
 partition of the stage-2 tables; a request for a key this worker does not own
@@ -23,9 +23,9 @@ from faust.types import TP
 from faust.web import View
 from yarl import URL
 
-from streams.app import Streams
-from streams.metrics import CONTENT_TYPE_LATEST
-from streams.query import (
+from mailpulse.streams.app import Streams
+from mailpulse.streams.metrics import CONTENT_TYPE_LATEST
+from mailpulse.streams.query import (
     QueryError,
     campaign_answer,
     contact_answer,
@@ -37,7 +37,7 @@ from streams.query import (
     parse_order,
     parse_source,
 )
-from streams.tables import partition_of
+from mailpulse.streams.tables import partition_of
 
 __all__ = ["install_api"]
 

@@ -25,11 +25,11 @@ from typing import Any
 import faust
 
 from mailpulse.config import Config
-from streams.aggregates import PartitionView
-from streams.kafka_compat import patch_read_committed
-from streams.metrics import WorkerMetrics
-from streams.tables import PartitionStore
-from topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS, DLQ, EVENTS, topic_name
+from mailpulse.streams.aggregates import PartitionView
+from mailpulse.streams.kafka_compat import patch_read_committed
+from mailpulse.streams.metrics import WorkerMetrics
+from mailpulse.streams.tables import PartitionStore
+from mailpulse.topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS, DLQ, EVENTS, topic_name
 
 __all__ = ["Streams", "app_id", "create_app", "ensure_internal_topics"]
 
@@ -136,7 +136,7 @@ def create_app(config: Config) -> Streams:
         broker_request_timeout=max(90.0, w.session_timeout.total_seconds() + 10),
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
-        Monitor="streams.sensors:QuietMonitor",
+        Monitor="mailpulse.streams.sensors:QuietMonitor",
         rocksdb_options={
             "block_cache_size": w.rocksdb_block_cache_mb * MIB,
             "block_cache_compressed_size": 0,

@@ -18,11 +18,11 @@ _LEVELS = {"crit": "CRITICAL", "error": "ERROR", "warn": "WARNING", "info": "INF
 
 
 def build_worker(config: Config) -> Any:
-    """The app with its agents and API installed (a ``streams.app.Streams``)."""
-    from streams.agents import install_agents
-    from streams.api import install_api
-    from streams.app import create_app
-    from streams.progress import install_progress
+    """The app with its agents and API installed (a ``mailpulse.streams.app.Streams``)."""
+    from mailpulse.streams.agents import install_agents
+    from mailpulse.streams.api import install_api
+    from mailpulse.streams.app import create_app
+    from mailpulse.streams.progress import install_progress
 
     streams = create_app(config)
     install_agents(streams)
@@ -53,8 +53,8 @@ def run_worker(config: Config) -> int:
     gc.set_threshold(GC_THRESHOLD, 50, 100)
     config.worker.data_dir.mkdir(parents=True, exist_ok=True)
     streams = build_worker(config)
-    from streams.app import ensure_internal_topics
-    from streams.tables import discard_unacknowledged
+    from mailpulse.streams.app import ensure_internal_topics
+    from mailpulse.streams.tables import discard_unacknowledged
 
     streams.metrics.local_tables_discarded.inc(len(discard_unacknowledged(Path(streams.app.conf.tabledir))))
     loop.run_until_complete(ensure_internal_topics(streams))

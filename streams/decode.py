@@ -1,10 +1,10 @@
 """Stage 1's event decoder: the raw record straight to the reducer's ``Fact``.
 
-``topics.events.decode_event`` builds an ``EmailEvent`` with two aware
+``mailpulse.topics.events.decode_event`` builds an ``EmailEvent`` with two aware
 datetimes and enums, most of which stage 1 throws away. ``decode_record``
 parses the same JSON with the same parsers (orjson, ``datetime.fromisoformat``),
 makes the checks of ``event_from_dict`` and returns only what
-``streams.reducers.merge_facts`` needs, with ``occurred_at`` as epoch ms. It
+``mailpulse.streams.reducers.merge_facts`` needs, with ``occurred_at`` as epoch ms. It
 takes the fast path only for records in the form ``encode_event`` writes (all
 13 fields, UTC timestamps); anything else, and every record the fast path is
 not sure about, goes through ``decode_event`` itself, so a record is accepted or rejected exactly as there, and a rejected
@@ -18,8 +18,8 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from streams.reducers import Fact, fact_of
-from topics.events import ATTR_CLICKS_COUNTER, ATTR_OPENS_COUNTER, ATTR_REPORTS_DELIVERY, EventType, decode_event
+from mailpulse.streams.reducers import Fact, fact_of
+from mailpulse.topics.events import ATTR_CLICKS_COUNTER, ATTR_OPENS_COUNTER, ATTR_REPORTS_DELIVERY, EventType, decode_event
 
 __all__ = ["decode_record"]
 

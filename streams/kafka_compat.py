@@ -45,7 +45,7 @@ _AIOKAFKA_VERSIONS = ("0.14.",)
 def _check_versions() -> None:
     if not faust.__version__.startswith(_FAUST_VERSIONS) or not aiokafka.__version__.startswith(_AIOKAFKA_VERSIONS):
         raise RuntimeError(
-            f"streams.kafka_compat was written for faust-streaming 0.15 and aiokafka 0.14 "
+            f"mailpulse.streams.kafka_compat was written for faust-streaming 0.15 and aiokafka 0.14 "
             f"(found {faust.__version__} and {aiokafka.__version__}): re-read "
             "AIOKafkaConsumerThread._create_worker_consumer before upgrading"
         )

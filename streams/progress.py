@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.app import Streams
+from mailpulse.streams.app import Streams
 
 __all__ = ["install_progress", "record_progress"]
 

@@ -10,8 +10,8 @@ import re
 import time
 from typing import Any, Mapping, Sequence
 
-from streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS, Combined, combine
-from streams.reducers import COUNT_FIELDS, FLAG_FIELDS
+from mailpulse.streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS, Combined, combine
+from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS
 
 __all__ = [
     "QueryError",
@@ -64,7 +64,7 @@ def rates(counts: Mapping[str, int]) -> dict[str, float | None]:
 
 
 def _ts(ms: int | None) -> str | None:
-    """Epoch ms -> RFC 3339 UTC, the same text as ``topics.events.format_timestamp`` (ms precision), faster."""
+    """Epoch ms -> RFC 3339 UTC, the same text as ``mailpulse.topics.events.format_timestamp`` (ms precision), faster."""
     if ms is None:
         return None
     secs, milli = divmod(ms, 1000)

@@ -29,7 +29,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 import orjson
 
-from topics.events import (
+from mailpulse.topics.events import (
     ATTR_CLICKS_COUNTER,
     ATTR_OPENS_COUNTER,
     ATTR_REPORTS_DELIVERY,
@@ -99,7 +99,7 @@ def short_id(event_id: str) -> str:
 #: contact_id, email, bounce fact ("bounce:hard" / "bounce:soft" / None),
 #: no_delivery_reports, counter, message_id)``, where ``counter`` is the
 #: provider's opens (for an open) or clicks (for a click) counter, else 0.
-#: ``streams.decode.decode_record`` builds it straight from the JSON.
+#: ``mailpulse.streams.decode.decode_record`` builds it straight from the JSON.
 Fact = tuple[str, str, str, str, int, "str | None", "str | None", "str | None", "str | None", bool, int, str]
 
 

@@ -37,7 +37,7 @@ _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def load_openapi() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("streams").joinpath("openapi.yaml").read_text())
+    return yaml.safe_load(resources.files("mailpulse.streams").joinpath("openapi.yaml").read_text())
 
 
 def _inline(node: Any, components: dict[str, Any]) -> Any:

@@ -26,8 +26,8 @@ from typing import Any, Iterator, Sequence
 import rocksdict
 from faust.types import TP
 
-from streams.kafka_compat import record_changelog_failure
-from topics.contracts import EVENTS
+from mailpulse.streams.kafka_compat import record_changelog_failure
+from mailpulse.topics.contracts import EVENTS
 
 __all__ = ["BatchedSender", "PartitionStore", "discard_unacknowledged", "murmur2", "partition_of"]
 

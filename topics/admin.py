@@ -11,7 +11,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from mailpulse.errors import MailpulseError
-from topics.contracts import TOPICS, TopicSpec, topic_name
+from mailpulse.topics.contracts import TOPICS, TopicSpec, topic_name
 
 __all__ = ["TopicsError", "Drift", "TopicsReport", "ensure_topics", "describe_drift"]
 

@@ -7,7 +7,7 @@ import asyncio
 import os
 
 from mailpulse.config import BOOTSTRAP_ENV, CONFIG_ENV, Config, load_config
-from topics.admin import ensure_topics
+from mailpulse.topics.admin import ensure_topics
 
 __all__ = ["register"]
 

@@ -163,5 +163,5 @@ def topic_name(spec: TopicSpec, prefix: str = "") -> str:
 
 
 def load_schema(file_name: str) -> dict[str, Any]:
-    data = resources.files("topics").joinpath("schemas", file_name).read_bytes()
+    data = resources.files("mailpulse.topics").joinpath("schemas", file_name).read_bytes()
     return orjson.loads(data)

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from topics.events import format_timestamp
+from mailpulse.topics.events import format_timestamp
 
 __all__ = [
     "CampaignMetadata",

@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from connectors.errors import MalformedPage, NormalisationError
+from mailpulse.connectors.errors import MalformedPage, NormalisationError
 
 __all__ = ["event_id", "event_id_prefix", "event_id_of", "require_str", "timestamp", "utc_timestamp", "optional_timestamp", "require_mapping", "body_list", "body_dict"]
 
@@ -15,7 +15,7 @@ _blake2b = hashlib.blake2b
 
 
 def event_id(provider: str, source: str, part: object, fact: object) -> str:
-    """``topics.events.make_event_id(provider, source, part, fact)`` for two non-null parts, on the hot path.
+    """``mailpulse.topics.events.make_event_id(provider, source, part, fact)`` for two non-null parts, on the hot path.
 
     Same bytes, same digest (a test holds the two equal); only the generic join is skipped.
     """

@@ -6,13 +6,13 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, AsyncIterator, Mapping
 
-from connectors.base import Page, Plan, Stream
-from connectors.errors import NormalisationError
-from connectors.pagination import TICK, DescendingCursorPaginator, TieRunOverflow, TimestampCursorPaginator, read_tie_run
-from connectors.providers._common import body_dict, body_list, event_id_prefix, optional_timestamp, require_mapping, require_str, timestamp, utc_timestamp
-from topics.contracts import CONTACTS
-from topics.events import Bounce, EmailEvent, EventType, format_timestamp
-from topics.records import ContactRecord
+from mailpulse.connectors.base import Page, Plan, Stream
+from mailpulse.connectors.errors import NormalisationError
+from mailpulse.connectors.pagination import TICK, DescendingCursorPaginator, TieRunOverflow, TimestampCursorPaginator, read_tie_run
+from mailpulse.connectors.providers._common import body_dict, body_list, event_id_prefix, optional_timestamp, require_mapping, require_str, timestamp, utc_timestamp
+from mailpulse.topics.contracts import CONTACTS
+from mailpulse.topics.events import Bounce, EmailEvent, EventType, format_timestamp
+from mailpulse.topics.records import ContactRecord
 
 __all__ = ["SmartCQSends", "SmartCQContacts", "normalise", "normalise_contact", "SEND_STATUSES"]
 

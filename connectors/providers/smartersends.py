@@ -6,14 +6,14 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Iterable
 
-from connectors import metrics
-from connectors.base import Output, Page, Plan, Stream, Tombstone
-from connectors.dedupe import ChangeIndex
-from connectors.errors import FatalAPIError, NormalisationError, RetriableAPIError
-from connectors.providers._common import body_dict, body_list, optional_timestamp, require_mapping, require_str, timestamp
-from connectors.records import CalendarEvent, UsageReport
-from topics.contracts import CALENDAR, CAMPAIGNS, USAGE
-from topics.records import CampaignMetadata
+from mailpulse.connectors import metrics
+from mailpulse.connectors.base import Output, Page, Plan, Stream, Tombstone
+from mailpulse.connectors.dedupe import ChangeIndex
+from mailpulse.connectors.errors import FatalAPIError, NormalisationError, RetriableAPIError
+from mailpulse.connectors.providers._common import body_dict, body_list, optional_timestamp, require_mapping, require_str, timestamp
+from mailpulse.connectors.records import CalendarEvent, UsageReport
+from mailpulse.topics.contracts import CALENDAR, CAMPAIGNS, USAGE
+from mailpulse.topics.records import CampaignMetadata
 
 __all__ = [
     "SmarterSendsCampaigns",

@@ -8,11 +8,11 @@ from urllib.parse import quote
 
 import orjson
 
-from connectors.base import Page, Plan, Stream
-from connectors.errors import NormalisationError
-from connectors.pagination import DateWindowPaginator
-from connectors.providers._common import body_list, event_id_prefix, require_mapping, require_str, timestamp
-from topics.events import Bounce, BounceKind, EmailEvent, EventType
+from mailpulse.connectors.base import Page, Plan, Stream
+from mailpulse.connectors.errors import NormalisationError
+from mailpulse.connectors.pagination import DateWindowPaginator
+from mailpulse.connectors.providers._common import body_list, event_id_prefix, require_mapping, require_str, timestamp
+from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType
 
 __all__ = ["SMTPeterEvents", "normalise", "selector_path", "with_ordinals"]
 

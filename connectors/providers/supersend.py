@@ -7,12 +7,12 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, AsyncIterator, Mapping
 
-from connectors.base import Output, Page, Plan, Stream
-from connectors.errors import NormalisationError
-from connectors.pagination import OffsetPaginator
-from connectors.providers._common import body_dict, body_list, event_id_prefix, require_mapping, require_str, timestamp, utc_timestamp
-from topics.contracts import CAMPAIGNS
-from topics.events import (
+from mailpulse.connectors.base import Output, Page, Plan, Stream
+from mailpulse.connectors.errors import NormalisationError
+from mailpulse.connectors.pagination import OffsetPaginator
+from mailpulse.connectors.providers._common import body_dict, body_list, event_id_prefix, require_mapping, require_str, timestamp, utc_timestamp
+from mailpulse.topics.contracts import CAMPAIGNS
+from mailpulse.topics.events import (
     ATTR_CLICKS_COUNTER,
     ATTR_OPENS_COUNTER,
     ATTR_REPORTS_DELIVERY,
@@ -21,7 +21,7 @@ from topics.events import (
     EventType,
     format_timestamp,
 )
-from topics.records import CampaignMetadata
+from mailpulse.topics.records import CampaignMetadata
 
 __all__ = ["SuperSendEvents", "normalise"]
 

@@ -9,11 +9,11 @@ from typing import Any, Iterator
 import orjson
 import pytest
 
-from connectors.http import RetryPolicy
-from connectors.runner import SourceRunner
-from connectors.state import scan_topic
+from mailpulse.connectors.http import RetryPolicy
+from mailpulse.connectors.runner import SourceRunner
+from mailpulse.connectors.state import scan_topic
 from mailpulse.config import Config
-from topics.contracts import TopicSpec, topic_name
+from mailpulse.topics.contracts import TopicSpec, topic_name
 
 #: Tests never wait long on a retry.
 FAST_RETRY = RetryPolicy(max_retries=6, base_delay=0.01, max_delay=0.05, max_retry_after=1.0)

@@ -9,11 +9,11 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from connectors.base import Page, Plan, Stream, StreamRunner
-from connectors.dedupe import EventIndex
-from connectors.errors import NormalisationError
-from connectors.publisher import OutRecord
-from topics.events import EmailEvent, EventType, make_event_id
+from mailpulse.connectors.base import Page, Plan, Stream, StreamRunner
+from mailpulse.connectors.dedupe import EventIndex
+from mailpulse.connectors.errors import NormalisationError
+from mailpulse.connectors.publisher import OutRecord
+from mailpulse.topics.events import EmailEvent, EventType, make_event_id
 
 NOW = datetime(2026, 11, 4, tzinfo=timezone.utc)
 
@@ -114,7 +114,7 @@ async def test_a_reconcile_pass_moves_the_cursor_only_when_it_completes():
 async def test_a_record_of_an_unforeseen_shape_goes_to_the_dlq_instead_of_stalling_the_source():
     # A real provider module fed a SuperSend row whose counter is text: its
     # comparison raises TypeError, which is not a NormalisationError.
-    from connectors.providers import supersend
+    from mailpulse.connectors.providers import supersend
 
     class SuperSendRows(ListStream):
         provider = "supersend"

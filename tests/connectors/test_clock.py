@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from connectors.clock import RemoteClock
-from connectors.errors import ConnectorError
+from mailpulse.connectors.clock import RemoteClock
+from mailpulse.connectors.errors import ConnectorError
 from mailpulse.simulators import Simulator, SimulatorConfig, serve_simulators
 
 

@@ -15,7 +15,7 @@ import yaml
 from mailpulse.simulators import Simulator, SimulatorConfig, serve_simulators
 from tests.connectors.conftest import facts, read_topic
 from tests.connectors.providers.test_smartcq_integration import expected_facts
-from topics.contracts import CHECKPOINTS, EVENTS
+from mailpulse.topics.contracts import CHECKPOINTS, EVENTS
 
 pytestmark = pytest.mark.integration
 
@@ -90,11 +90,11 @@ async def test_a_transaction_left_open_by_a_dead_poller_is_aborted_and_its_facts
     import orjson
     from aiokafka import AIOKafkaProducer
 
-    from connectors.providers.smartcq import normalise
-    from connectors.publisher import transactional_id
+    from mailpulse.connectors.providers.smartcq import normalise
+    from mailpulse.connectors.publisher import transactional_id
     from tests.connectors.conftest import make_config, runner_for
-    from topics.contracts import topic_name
-    from topics.events import encode_event
+    from mailpulse.topics.contracts import topic_name
+    from mailpulse.topics.events import encode_event
 
     sim = Simulator(SimulatorConfig(seed=32, size=1000))
     truth = expected_facts(sim.snapshot("smartcq"))

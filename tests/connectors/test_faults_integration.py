@@ -8,12 +8,12 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from connectors.runner import run_connect
+from mailpulse.connectors.runner import run_connect
 from mailpulse.simulators import Simulator, SimulatorConfig, serve_simulators
 from tests.connectors.conftest import FAST_RETRY, facts, make_config, read_topic
 from tests.connectors.providers.test_smartcq_integration import expected_facts as smartcq_facts
 from tests.connectors.providers.test_supersend_integration import expected_facts as supersend_facts
-from topics.contracts import DLQ, EVENTS
+from mailpulse.topics.contracts import DLQ, EVENTS
 
 pytestmark = pytest.mark.integration
 

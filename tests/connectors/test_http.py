@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from connectors.errors import AuthError, FatalAPIError, MalformedPage, RetriableAPIError
-from connectors.http import ApiClient, RetryPolicy, retry_after_seconds
+from mailpulse.connectors.errors import AuthError, FatalAPIError, MalformedPage, RetriableAPIError
+from mailpulse.connectors.http import ApiClient, RetryPolicy, retry_after_seconds
 
 TOKEN = "s3cr3t-token-value"
 

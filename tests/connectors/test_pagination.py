@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from connectors.errors import PaginationError
-from connectors.pagination import (
+from mailpulse.connectors.errors import PaginationError
+from mailpulse.connectors.pagination import (
     BasePaginator,
     TICK,
     DateWindowPaginator,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import jsonschema
 import orjson
 
-from connectors.providers.smartersends import normalise_calendar_event, normalise_usage
-from connectors.records import CalendarEvent, UsageReport
+from mailpulse.connectors.providers.smartersends import normalise_calendar_event, normalise_usage
+from mailpulse.connectors.records import CalendarEvent, UsageReport
 from tests.connectors.providers.suite import OBSERVED, load
-from topics.contracts import CALENDAR, USAGE, load_schema
+from mailpulse.topics.contracts import CALENDAR, USAGE, load_schema
 
 
 def _validator(spec):

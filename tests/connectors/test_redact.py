@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from connectors.redact import SecretsFilter, install_secrets_filter, redact_text, redact_url
+from mailpulse.connectors.redact import SecretsFilter, install_secrets_filter, redact_text, redact_url
 
 
 def test_redact_url_masks_tokens_and_signatures_and_addresses():

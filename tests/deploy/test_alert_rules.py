@@ -9,9 +9,9 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import connectors.metrics  # noqa: F401  (registers the pollers' metrics)
+import mailpulse.connectors.metrics  # noqa: F401  (registers the pollers' metrics)
 from mailpulse.config import parse_duration
-from streams.metrics import WorkerMetrics
+from mailpulse.streams.metrics import WorkerMetrics
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "mailpulse-alerts.yml"
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from mailpulse.cli import build_parser
-from topics.contracts import TOPICS
+from mailpulse.topics.contracts import TOPICS
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

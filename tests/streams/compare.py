@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from tests.streams.fixtures import WorkerProcess
-from topics.events import format_timestamp
+from mailpulse.topics.events import format_timestamp
 
 
 def ms(dt: datetime) -> str:

@@ -16,7 +16,7 @@ import httpx
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from topics.events import EmailEvent, encode_event
+from mailpulse.topics.events import EmailEvent, encode_event
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Fast rebalances for tests: a SIGKILLed worker's partitions move after ~6 s.

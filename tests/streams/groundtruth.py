@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable
 
-from topics.events import EmailEvent
+from mailpulse.topics.events import EmailEvent
 
 COUNTS = (
     "sent", "delivered", "bounced", "hard_bounced", "soft_bounced", "opened", "clicked", "complained",

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS, PartitionView, combine, merge_partial
-from streams.reducers import COUNT_FIELDS, FLAG_FIELDS, MessageState, apply_events
+from mailpulse.streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS, PartitionView, combine, merge_partial
+from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS, MessageState, apply_events
 from tests.streams.groundtruth import ground_truth
-from topics.events import Bounce, BounceKind, EmailEvent, EventType, make_event_id
+from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType, make_event_id
 
 NOW = datetime(2026, 11, 23, 12, 30, tzinfo=timezone.utc)
 NOW_MS = int(NOW.timestamp() * 1000)

@@ -16,14 +16,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.eventgen import generate_events
-from streams.schemas import component_schema, load_openapi
+from mailpulse.streams.schemas import component_schema, load_openapi
 from tests.streams.compare import mismatches
 from tests.streams.fixtures import WorkerProcess, publish, wait_until
 from tests.streams.groundtruth import ground_truth
-from topics.admin import ensure_topics
-from topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, DLQ, EVENTS, topic_name
-from topics.events import EmailEvent, EventType, encode_event, make_event_id
-from topics.records import CampaignMetadata, encode_record
+from mailpulse.topics.admin import ensure_topics
+from mailpulse.topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, DLQ, EVENTS, topic_name
+from mailpulse.topics.events import EmailEvent, EventType, encode_event, make_event_id
+from mailpulse.topics.records import CampaignMetadata, encode_record
 
 pytestmark = pytest.mark.integration
 
@@ -197,13 +197,13 @@ async def test_invalid_events_go_to_the_dlq_with_a_reason_and_the_rest_is_counte
     assert len(letters) == 2
     assert "not valid JSON" in reasons[0] or "not valid JSON" in reasons[1]
     assert any("provider" in r or "type" in r for r in reasons)
-    jsonschema.validate(letters[0], __import__("topics.contracts", fromlist=["load_schema"]).load_schema("dead-letter.v1.json"))
+    jsonschema.validate(letters[0], __import__("mailpulse.topics.contracts", fromlist=["load_schema"]).load_schema("dead-letter.v1.json"))
     assert mismatches(live.worker, live.campaigns, "campaigns") == []
 
 
 async def test_the_stats_topics_carry_the_api_answers(live: Live) -> None:
     w = live.worker
-    stats_schema = __import__("topics.contracts", fromlist=["load_schema"]).load_schema("campaign-stats.v1.json")
+    stats_schema = __import__("mailpulse.topics.contracts", fromlist=["load_schema"]).load_schema("campaign-stats.v1.json")
 
     async def latest() -> dict[str, Any]:
         out: dict[str, Any] = {}

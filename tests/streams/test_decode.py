@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.eventgen import generate_events
-from streams import decode
-from streams.decode import decode_record
-from streams.reducers import fact_of
-from topics import events as topic_events
-from topics.events import decode_event, encode_event
+from mailpulse.streams import decode
+from mailpulse.streams.decode import decode_record
+from mailpulse.streams.reducers import fact_of
+from mailpulse.topics import events as topic_events
+from mailpulse.topics.events import decode_event, encode_event
 
 NOW = datetime(2026, 11, 23, 12, 30, tzinfo=timezone.utc)
 VALID = [orjson.loads(encode_event(e)) for e in generate_events(300, seed=11, now=NOW).events]

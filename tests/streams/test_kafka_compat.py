@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 
 from mailpulse.config import Config
-from streams.kafka_compat import ReadCommittedConsumerThread, ReadCommittedTransport
+from mailpulse.streams.kafka_compat import ReadCommittedConsumerThread, ReadCommittedTransport
 
 
 def test_every_record_topic_of_the_worker_is_handed_over_in_bulk_and_subscribed() -> None:
-    from streams.agents import install_agents
-    from streams.app import create_app
+    from mailpulse.streams.agents import install_agents
+    from mailpulse.streams.app import create_app
 
     s = create_app(Config())
     install_agents(s)
@@ -32,7 +32,7 @@ def test_every_record_topic_of_the_worker_is_handed_over_in_bulk_and_subscribed(
 def test_a_bulk_handler_needs_the_read_committed_transport() -> None:
     import faust
 
-    from streams.kafka_compat import register_bulk_handler
+    from mailpulse.streams.kafka_compat import register_bulk_handler
 
     app = faust.App("x", autodiscover=False)
 
@@ -44,7 +44,7 @@ def test_a_bulk_handler_needs_the_read_committed_transport() -> None:
 
 
 def test_the_worker_app_uses_the_read_committed_consumer() -> None:
-    from streams.app import create_app
+    from mailpulse.streams.app import create_app
 
     s = create_app(Config())
     assert isinstance(s.app.transport, ReadCommittedTransport)
@@ -61,7 +61,7 @@ async def test_after_a_changelog_batch_fails_the_consumer_commits_nothing_and_cr
     from aiokafka.errors import MessageSizeTooLargeError
     from faust.types import TP
 
-    from streams.app import create_app
+    from mailpulse.streams.app import create_app
 
     s = create_app(Config())
     failed: asyncio.Future = asyncio.get_running_loop().create_future()

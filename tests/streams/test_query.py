@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.aggregates import HOUR_MS
-from streams.query import (
+from mailpulse.streams.aggregates import HOUR_MS
+from mailpulse.streams.query import (
     QueryError,
     campaign_answer,
     contact_answer,
@@ -18,7 +18,7 @@ from streams.query import (
     parse_source,
     rates,
 )
-from streams.reducers import COUNT_FIELDS
+from mailpulse.streams.reducers import COUNT_FIELDS
 
 NOW_MS = 1_795_000_000_000
 
@@ -108,8 +108,8 @@ def test_answer_timestamps_are_the_event_schema_format_at_millisecond_precision(
     import random
     from datetime import datetime, timezone
 
-    from streams.query import _ts
-    from topics.events import format_timestamp
+    from mailpulse.streams.query import _ts
+    from mailpulse.topics.events import format_timestamp
 
     rng = random.Random(3)
     for ms in [0, 999, 1_000, 1_795_000_000_123] + [rng.randrange(0, 4_000_000_000_000) for _ in range(500)]:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.reducers import (
+from mailpulse.streams.reducers import (
     COUNT_FIELDS,
     apply_event,
     apply_events,
@@ -19,7 +19,7 @@ from streams.reducers import (
     flag_times,
 )
 from tests.streams.groundtruth import message_flags
-from topics.events import Bounce, BounceKind, EmailEvent, EventType, make_event_id
+from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType, make_event_id
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from streams.schemas import STATS_SCHEMAS, component_schema, load_openapi
-from topics.contracts import load_schema
+from mailpulse.streams.schemas import STATS_SCHEMAS, component_schema, load_openapi
+from mailpulse.topics.contracts import load_schema
 
 
 @pytest.mark.parametrize("file", sorted(STATS_SCHEMAS))

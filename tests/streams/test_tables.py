@@ -8,8 +8,8 @@ import rocksdict
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.tables import ACKED_KEY, WRITTEN_KEY, discard_unacknowledged, murmur2, partition_of
-from topics.contracts import EVENTS
+from mailpulse.streams.tables import ACKED_KEY, WRITTEN_KEY, discard_unacknowledged, murmur2, partition_of
+from mailpulse.topics.contracts import EVENTS
 
 
 def _db(path: Path, **items: bytes) -> None:
@@ -54,6 +54,6 @@ def test_murmur2_equals_aiokafkas_for_any_bytes(data: bytes) -> None:
 
 def test_stats_topics_have_as_many_partitions_as_the_stage_2_tables() -> None:
     # publish_stats sends a stage-2 key to the partition number it lives in, unhashed.
-    from topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS
+    from mailpulse.topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS
 
     assert CAMPAIGN_STATS.partitions == CONTACT_STATS.partitions == CAMPAIGNS.partitions == EVENTS.partitions

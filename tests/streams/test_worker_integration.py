@@ -10,7 +10,7 @@ from bench.eventgen import generate_events
 from tests.streams.compare import expected_hourly_sent, hourly_mismatches, mismatches
 from tests.streams.fixtures import WorkerProcess, publish, wait_until
 from tests.streams.groundtruth import ground_truth
-from topics.contracts import EVENTS, topic_name
+from mailpulse.topics.contracts import EVENTS, topic_name
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from hypothesis import strategies as st
 
-from topics.events import Bounce, BounceKind, EmailEvent, EventType
+from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType
 
 _text = st.text(min_size=1, max_size=20)
 _times = st.datetimes(

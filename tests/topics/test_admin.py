@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from topics.admin import ensure_topics
-from topics.contracts import DLQ, EVENTS, TOPICS, topic_name
+from mailpulse.topics.admin import ensure_topics
+from mailpulse.topics.contracts import DLQ, EVENTS, TOPICS, topic_name
 
 
 async def _describe(bootstrap: str, name: str) -> tuple[int, dict[str, str]]:

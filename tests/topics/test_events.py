@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 
 from tests.topics.strategies import events
-from topics.events import (
+from mailpulse.topics.events import (
     Bounce,
     BounceKind,
     EmailEvent,

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 
 from tests.topics.strategies import events
-from topics.contracts import TOPICS, load_schema
-from topics.events import BounceKind, EmailEvent, EventType, SchemaError, decode_event, encode_event
-from topics.records import CampaignMetadata, Checkpoint, ContactRecord, DeadLetter, encode_record
+from mailpulse.topics.contracts import TOPICS, load_schema
+from mailpulse.topics.events import BounceKind, EmailEvent, EventType, SchemaError, decode_event, encode_event
+from mailpulse.topics.records import CampaignMetadata, Checkpoint, ContactRecord, DeadLetter, encode_record
 
 EVENT_SCHEMA = load_schema("email-event.v1.json")
 T0 = datetime(2026, 5, 10, 8, 0, tzinfo=timezone.utc)
@@ -68,7 +68,7 @@ def test_every_encoded_event_validates_against_the_schema(event):
 )
 def test_what_the_schema_rejects_the_decoder_rejects(bad):
     from tests.topics.test_events import _event
-    from topics.events import event_to_dict
+    from mailpulse.topics.events import event_to_dict
 
     data = {**event_to_dict(_event()), **bad}
     assert not _validator(EVENT_SCHEMA).is_valid(data)

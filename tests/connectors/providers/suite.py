@@ -9,8 +9,8 @@ from typing import Any, Callable, Sequence
 import orjson
 import pytest
 
-from connectors.errors import NormalisationError
-from topics.events import EmailEvent, event_from_dict, event_to_dict
+from mailpulse.connectors.errors import NormalisationError
+from mailpulse.topics.events import EmailEvent, event_from_dict, event_to_dict
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 OBSERVED = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

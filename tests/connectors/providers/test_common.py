@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.errors import NormalisationError
-from connectors.providers._common import event_id, event_id_of, event_id_prefix, timestamp, utc_timestamp
-from topics.events import EventType, make_event_id, parse_timestamp
+from mailpulse.connectors.errors import NormalisationError
+from mailpulse.connectors.providers._common import event_id, event_id_of, event_id_prefix, timestamp, utc_timestamp
+from mailpulse.topics.events import EventType, make_event_id, parse_timestamp
 
 # From year 1000: strftime does not pad smaller years to four digits.
 _datetimes = st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59))

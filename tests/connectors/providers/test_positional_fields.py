@@ -6,13 +6,13 @@ from dataclasses import fields
 
 import orjson
 
-from connectors.errors import NormalisationError
-from connectors.providers.smtpeter import normalise as smtpeter_normalise
-from connectors.providers.supersend import _ATTRIBUTES
-from connectors.providers.supersend import normalise as supersend_normalise
+from mailpulse.connectors.errors import NormalisationError
+from mailpulse.connectors.providers.smtpeter import normalise as smtpeter_normalise
+from mailpulse.connectors.providers.supersend import _ATTRIBUTES
+from mailpulse.connectors.providers.supersend import normalise as supersend_normalise
 from tests.connectors.providers.suite import OBSERVED, load
-from topics.events import EmailEvent, make_event_id
-from topics.records import CampaignMetadata, ContactRecord
+from mailpulse.topics.events import EmailEvent, make_event_id
+from mailpulse.topics.records import CampaignMetadata, ContactRecord
 
 
 def _names(cls: type) -> list[str]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from connectors.providers.smartcq import normalise, normalise_contact
+from mailpulse.connectors.providers.smartcq import normalise, normalise_contact
 from tests.connectors.providers.suite import OBSERVED, load, make_normalise_tests
-from topics.events import EventType
+from mailpulse.topics.events import EventType
 
 DOC_EXAMPLE = {  # smartcq-sends.txt, "Risposta 200"
     "id": "00000000-0000-0000-0000-000000000a01",
@@ -72,8 +72,8 @@ def test_contact_is_lower_cased_and_keeps_its_other_fields():
 
 
 def test_the_hot_path_event_id_is_the_contract_make_event_id():
-    from connectors.providers._common import event_id
-    from topics.events import make_event_id
+    from mailpulse.connectors.providers._common import event_id
+    from mailpulse.topics.events import make_event_id
 
     assert event_id("smartcq", "acme", DOC_EXAMPLE["id"], "sent") == make_event_id("smartcq", "acme", DOC_EXAMPLE["id"], "sent")
     assert _normalise(DOC_EXAMPLE, OBSERVED)[0].event_id == make_event_id("smartcq", "acme", DOC_EXAMPLE["id"], "sent")

@@ -10,7 +10,7 @@ import pytest
 
 from mailpulse.simulators import Simulator, SimulatorConfig, serve_simulators
 from tests.connectors.conftest import facts, make_config, read_topic, runner_for
-from topics.contracts import CHECKPOINTS, CONTACTS, EVENTS
+from mailpulse.topics.contracts import CHECKPOINTS, CONTACTS, EVENTS
 
 pytestmark = pytest.mark.integration
 

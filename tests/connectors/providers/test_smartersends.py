@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.errors import NormalisationError
-from connectors.providers.smartersends import normalise_calendar_event, normalise_campaign, normalise_usage
+from mailpulse.connectors.errors import NormalisationError
+from mailpulse.connectors.providers.smartersends import normalise_calendar_event, normalise_campaign, normalise_usage
 from tests.connectors.providers.suite import OBSERVED, load
 
 

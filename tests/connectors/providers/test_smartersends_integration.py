@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 
 from mailpulse.simulators import Simulator, SimulatorConfig, serve_simulators
 from tests.connectors.conftest import make_config, read_topic, runner_for
-from topics.contracts import CALENDAR, CAMPAIGNS, USAGE
+from mailpulse.topics.contracts import CALENDAR, CAMPAIGNS, USAGE
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,7 @@ async def test_campaigns_usage_and_calendar_are_published_and_follow_changes(kaf
 
 
 async def test_an_export_reply_without_a_url_is_a_clear_error_and_the_next_poll_recovers(kafka, topic_prefix):
-    from connectors.errors import RetriableAPIError
+    from mailpulse.connectors.errors import RetriableAPIError
 
     sim = Simulator(SimulatorConfig(seed=10, size=800))
     async with serve_simulators(sim, providers=("smartersends",)) as urls:

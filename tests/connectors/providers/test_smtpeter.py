@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from connectors.providers.smtpeter import normalise, with_ordinals
+from mailpulse.connectors.providers.smtpeter import normalise, with_ordinals
 from tests.connectors.providers.suite import OBSERVED, load, make_normalise_tests
-from topics.events import BounceKind, EventType
+from mailpulse.topics.events import BounceKind, EventType
 
 CAMPAIGN = "template:42"
 

@@ -11,8 +11,8 @@ import pytest
 
 from mailpulse.simulators import Simulator, SimulatorConfig, serve_simulators
 from tests.connectors.conftest import make_config, read_topic, runner_for
-from topics.contracts import EVENTS
-from topics.events import format_timestamp, parse_timestamp
+from mailpulse.topics.contracts import EVENTS
+from mailpulse.topics.events import format_timestamp, parse_timestamp
 
 pytestmark = pytest.mark.integration
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from connectors.providers.supersend import normalise
+from mailpulse.connectors.providers.supersend import normalise
 from tests.connectors.providers.suite import OBSERVED, load, make_normalise_tests
-from topics.events import ATTR_CLICKS_COUNTER, ATTR_OPENS_COUNTER, ATTR_REPORTS_DELIVERY, EmailEvent, EventType
-from topics.records import CampaignMetadata
+from mailpulse.topics.events import ATTR_CLICKS_COUNTER, ATTR_OPENS_COUNTER, ATTR_REPORTS_DELIVERY, EmailEvent, EventType
+from mailpulse.topics.records import CampaignMetadata
 
 DOC_ROW = {  # supersend-events.txt, "List Events" response
     "id": "event-uuid", "type": "sent", "channel": "email", "date": "2025-11-27T10:30:00Z", "sequence_step": 1,

@@ -10,7 +10,7 @@ import pytest
 
 from mailpulse.simulators import Simulator, SimulatorConfig, serve_simulators
 from tests.connectors.conftest import facts, make_config, read_topic, runner_for
-from topics.contracts import CAMPAIGNS, EVENTS
+from mailpulse.topics.contracts import CAMPAIGNS, EVENTS
 
 pytestmark = pytest.mark.integration
 
@@ -98,8 +98,8 @@ async def test_rows_arriving_during_a_pass_shift_no_offsets_and_are_read_next_ti
 
 
 async def test_a_malformed_page_is_retried_then_reported_and_the_cursor_stays(kafka, topic_prefix):
-    from connectors.errors import MalformedPage
-    from topics.contracts import CHECKPOINTS
+    from mailpulse.connectors.errors import MalformedPage
+    from mailpulse.topics.contracts import CHECKPOINTS
 
     sim = Simulator(SimulatorConfig(seed=13, size=300))
     async with serve_simulators(sim, providers=("supersend",)) as urls:
