@@ -29,3 +29,22 @@ if [ "$(cat "$VENV/.mailpulse-installed" 2>/dev/null)" != "$_want" ]; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$MAILPULSE_ROOT[dev]" >&2
   echo "$_want" > "$VENV/.mailpulse-installed"
 fi
+
+# Tools the tests drive for real (promtool and a Prometheus server, from Debian's
+# `prometheus` package). Installed with apt when this is a Debian-like machine and
+# we may (root, or sudo without a password); otherwise one line says what to install,
+# and the tests that need them fail under CI=true (skip elsewhere).
+ensure_test_tools() {
+  command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && return 0
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  if command -v apt-get >/dev/null 2>&1 && { [ -z "$sudo" ] || sudo -n true 2>/dev/null; }; then
+    echo "mailpulse: installing Debian's prometheus package (promtool, prometheus) for the tests" >&2
+    if $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+      || { $sudo apt-get update -qq >/dev/null 2>&1 \
+           && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; }; then
+      return 0
+    fi
+  fi
+  echo "mailpulse: promtool/prometheus not found: install Prometheus 2.x (Debian/Ubuntu: apt-get install prometheus) for the alert and Prometheus tests" >&2
+}
