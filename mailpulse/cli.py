@@ -24,6 +24,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "mailpulse.connectors.cli",
     "mailpulse.streams.cli",
     "mailpulse.simulators.cli",
+    "mailpulse.alerts",
 )
 
 

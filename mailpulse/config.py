@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailpulse.alerts import AlertSettings
 from mailpulse.errors import ConfigError
 
 __all__ = [
@@ -225,6 +226,8 @@ class Config(_Model):
     worker: WorkerConfig = WorkerConfig()
     connect: ConnectConfig = ConnectConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
+    #: Thresholds of the generated alert rules (``mailpulse alerts rules``).
+    alerts: AlertSettings = AlertSettings()
     #: The file it was read from, for messages.
     path: Path | None = Field(default=None, exclude=True)
 

@@ -45,6 +45,6 @@ def test_every_alert_uses_defined_metrics_and_is_actionable(rule):
         assert parse_duration(rule["for"]).total_seconds() > 0
 
 
-def test_alert_names_are_unique():
-    names = [r["alert"] for r in _rules()]
-    assert len(names) == len(set(names))
+def test_no_alert_is_defined_twice():
+    keys = [(r["alert"], tuple(sorted(r["labels"].items()))) for r in _rules()]
+    assert len(keys) == len(set(keys))
