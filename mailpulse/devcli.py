@@ -20,6 +20,7 @@ from typing import IO
 
 from mailpulse.config import BOOTSTRAP_ENV, load_config
 from mailpulse.devkafka import LocalKafka, broker_answers
+from mailpulse.devprometheus import LocalPrometheus, PrometheusError, prometheus_binary
 
 __all__ = ["register"]
 
@@ -42,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument("--no-simulate", action="store_true", help="poll the configured base_urls, start no simulators")
     up.add_argument("--keep-kafka", action="store_true", help="leave the local broker running on exit")
     up.add_argument("--verbose", action="store_true", help="show the parts' info logs (default: warnings only)")
+    up.add_argument("--prometheus-port", type=int, default=9090, help="local Prometheus, when installed (0: none)")
     _kafka_args(up)
     up.set_defaults(func=_up)
 
@@ -135,6 +137,7 @@ def _up(args: argparse.Namespace) -> int:
         parts.append(("worker", [*mailpulse, "worker", "--config", args.config]))
 
     procs: list[subprocess.Popen[bytes]] = []
+    prometheus = _prometheus(args, config, [p[0] for p in parts])
     try:
         for name, cmd in parts:
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -142,7 +145,13 @@ def _up(args: argparse.Namespace) -> int:
             procs.append(proc)
             if name == "simulate":
                 time.sleep(2)  # let the simulators bind before the pollers call them
-        _print_banner(config, bootstrap, [p[0] for p in parts])
+        if prometheus is not None:
+            try:
+                prometheus.start()
+            except PrometheusError as exc:
+                print(f"prometheus: {exc}; going on without it", file=sys.stderr)
+                prometheus = None
+        _print_banner(config, bootstrap, [p[0] for p in parts], prometheus)
         next_status = time.monotonic() + 10
         while True:
             for (name, _), proc in zip(parts, procs):
@@ -157,6 +166,8 @@ def _up(args: argparse.Namespace) -> int:
         print("\nstopping ...")
         return 0
     finally:
+        if prometheus is not None:
+            prometheus.stop()
         for proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -211,7 +222,24 @@ def _status_line(config, parts: list[str]) -> str:  # type: ignore[no-untyped-de
     return " ".join(out)
 
 
-def _print_banner(config, bootstrap: str, parts: list[str]) -> None:  # type: ignore[no-untyped-def]
+def _prometheus(args: argparse.Namespace, config, parts: list[str]) -> LocalPrometheus | None:  # type: ignore[no-untyped-def]
+    """A Prometheus scraping the parts with the alert rules loaded, when the binary is installed."""
+    if not args.prometheus_port:
+        return None
+    if prometheus_binary() is None:
+        print("prometheus not installed: no local Prometheus (Debian/Ubuntu: apt-get install prometheus)")
+        return None
+    targets = {}
+    if "connect" in parts and config.connect.metrics_port:
+        targets["mailpulse-connect"] = [f"127.0.0.1:{config.connect.metrics_port}"]
+    if "worker" in parts:
+        targets["mailpulse-worker"] = [f"127.0.0.1:{config.worker.web_port}"]
+    return LocalPrometheus(
+        state_dir=args.state_dir.parent / "prometheus", port=args.prometheus_port, targets=targets, alerts=config.alerts
+    )
+
+
+def _print_banner(config, bootstrap: str, parts: list[str], prometheus: LocalPrometheus | None = None) -> None:  # type: ignore[no-untyped-def]
     print("=" * 72)
     print(f"mailpulse is up: Kafka {bootstrap}; running {', '.join(parts) or 'nothing but Kafka'}")
     if "connect" in parts:
@@ -221,5 +249,8 @@ def _print_banner(config, bootstrap: str, parts: list[str]) -> None:  # type: ig
         print(f"  query API:       {base}/v1/campaigns?limit=5")
         print(f"  sample query:    curl -s '{base}/v1/campaigns?limit=5&order=last_event_at'")
         print(f"  worker metrics:  {base}/metrics")
+    if prometheus is not None:
+        print(f"  Prometheus:      {prometheus.url} (alerts: {prometheus.url}/alerts; Grafana: add it as a")
+        print("                   Prometheus datasource and import deploy/grafana/mailpulse.json)")
     print("Ctrl-C stops everything.")
     print("=" * 72, flush=True)
