@@ -6,9 +6,9 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Iterable, Literal, Sequence
 
+from prometheus_client import Gauge
 from pydantic import SecretStr
 
-from mailpulse.connectors import metrics
 from mailpulse.connectors.base import Output, Page, Plan, PassKind, Stream, Tombstone
 from mailpulse.connectors.dedupe import ChangeIndex
 from mailpulse.connectors.errors import FatalAPIError, NormalisationError, RetriableAPIError
@@ -31,6 +31,11 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The conversations report's overall figures (SmarterSends only, so declared here, not in metrics.py).
+USAGE_METRIC = Gauge(
+    "mailpulse_smartersends_conversations", "SmarterSends conversations usage report, overall metrics", ("source", "metric")
+)
 
 NAME = "smartersends"
 #: The endpoint section documents POST /campaign/export; the intro shows GET /campaigns/export. 405 on one: try the other.
@@ -196,7 +201,7 @@ class SmarterSendsUsage(Stream):
             if isinstance(usage, UsageReport):
                 for name, value in usage.metrics.items():
                     if value is not None:
-                        metrics.USAGE_METRIC.labels(self.source_name, name).set(value)
+                        USAGE_METRIC.labels(self.source_name, name).set(value)
 
     def dlq_payload(self, raw: Any) -> Any:
         return raw[1]
