@@ -1,4 +1,4 @@
-"""SmartCQ sends and contacts (docs: providers/smartcq-sends.txt, providers/smartcq-contacts.txt, in Italian)."""
+"""SmartCQ sends and contacts (API facts: docs/providers/smartcq.md)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from mailpulse.topics.records import ContactRecord
 __all__ = ["PROVIDER", "SmartCQSource", "SmartCQSends", "SmartCQContacts", "normalise", "normalise_contact", "SEND_STATUSES"]
 
 NAME = "smartcq"
-SENDS_PAGE_SIZE = 500  # smartcq-sends.txt: limit 1-500
-CONTACTS_PAGE_SIZE = 200  # smartcq-contacts.txt: limit 1-200
+SENDS_PAGE_SIZE = 500  # the API reference: limit 1-500
+CONTACTS_PAGE_SIZE = 200  # the API reference: limit 1-200
 SEND_STATUSES = ("queued", "sent", "delivered", "opened", "clicked", "bounced", "complained", "suppressed", "failed", "delayed")
 EMAIL_STATUSES = ("active", "unsubscribed", "bounced", "complained", "suppressed", "pending_review")
 STAGES = ("lead", "prospect", "customer", "ex_customer")

@@ -1,4 +1,4 @@
-"""SmarterSends campaign export, conversations usage and calendar (docs: providers/smartersends-api.txt)."""
+"""SmarterSends campaign export, conversations usage and calendar (API facts: docs/providers/smartersends.md)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ EXPORT_COLUMNS = (
 )  # fmt: skip
 #: Scheduled campaigns have a future send_time: the export window reaches this far ahead.
 SCHEDULE_HORIZON = timedelta(days=60)
-#: smartersends-api.txt: the conversations report defaults to the last 30 days.
+#: The API reference: the conversations report defaults to the last 30 days.
 USAGE_WINDOW = timedelta(days=30)
 _STAMP = "%Y-%m-%d %H:%M:%S"
 

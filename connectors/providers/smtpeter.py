@@ -1,4 +1,4 @@
-"""SMTPeter events API (docs: providers/smtpeter-events.txt, fields: providers/smtpeter-event-fields.md)."""
+"""SMTPeter events API (API facts: docs/providers/smtpeter.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType
 __all__ = ["PROVIDER", "SMTPeterSource", "SMTPeterSelector", "SMTPeterEvents", "normalise", "selector_path", "with_ordinals"]
 
 NAME = "smtpeter"
-#: smtpeter-events.txt: day-granular start/end, end exclusive, at most one month per call; we ask one day at a time.
+#: The API reference: day-granular start/end, end exclusive, at most one month per call; we ask one day at a time.
 WINDOW = timedelta(days=1)
 
 _EVENT_TYPES: Mapping[str, EventType] = {

@@ -1,4 +1,4 @@
-"""SuperSend v2 events API (docs: providers/supersend-events.txt)."""
+"""SuperSend v2 events API (API facts: docs/providers/supersend.md)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from mailpulse.topics.records import CampaignMetadata
 __all__ = ["PROVIDER", "SuperSendSource", "SuperSendEvents", "normalise"]
 
 NAME = "supersend"
-PAGE_SIZE = 100  # supersend-events.txt: limit max 100
+PAGE_SIZE = 100  # the API reference: limit max 100
 #: A poll re-reads this much before the last window end: rows can land a little after their ``date``.
 OVERLAP = timedelta(minutes=10)
 
