@@ -157,7 +157,7 @@ def _has_more(body: Any) -> bool:
     return body.get("next") is not None
 
 
-Paginator = TimestampCursorPaginator | DescendingCursorPaginator
+_Paginator = TimestampCursorPaginator | DescendingCursorPaginator
 
 
 class _SmartCQStream(Stream):
@@ -174,7 +174,7 @@ class _SmartCQStream(Stream):
     async def _fetch(self, params: dict[str, Any]) -> list[Mapping[str, Any]]:
         return (await self.request(self.path, params, parse=_page))["data"]
 
-    async def _pages(self, paginator: Paginator, params_at: Callable[[datetime | None], dict[str, Any]]) -> AsyncIterator[list[Mapping[str, Any]]]:
+    async def _pages(self, paginator: _Paginator, params_at: Callable[[datetime | None], dict[str, Any]]) -> AsyncIterator[list[Mapping[str, Any]]]:
         """Every page in cursor order; a page full of one instant (a blast, an import) is read whole through filters."""
         while not paginator.finished:
             body = await self.request(self.path, params_at(paginator.current_value), parse=_page)
