@@ -12,9 +12,10 @@ page, a pure ``normalise``); ``StreamRunner`` does everything else:
    one Kafka transaction (``Publisher``); only then do the in-memory cursor
    and indexes move.
 
-Passes: ``poll`` (from the cursor), ``reconcile`` (the trailing ``lookback``
-window, for streams whose records change after creation) and ``backfill``
-(an explicit window, with its own checkpoint and transactional id).
+Passes (``PassKind``): ``poll`` (from the cursor), ``reconcile`` (the trailing
+``lookback`` window, for streams whose records change after creation) and
+``backfill`` (an explicit window, with its own checkpoint and transactional id);
+``cursors.pass_start`` is where each of them starts.
 """
 
 from __future__ import annotations
@@ -29,16 +30,17 @@ from typing import Any, AsyncIterator, Callable, ClassVar, Iterable, Sequence
 import orjson
 
 from mailpulse.connectors import metrics
+from mailpulse.connectors.cursors import CursorForm, LiveCursor, PassKind
 from mailpulse.connectors.dedupe import ChangeIndex, EventIndex, content_digest
 from mailpulse.connectors.errors import NormalisationError
 from mailpulse.connectors.http import ApiClient
 from mailpulse.connectors.publisher import OutRecord, Publisher
 from mailpulse.connectors.records import CalendarEvent, UsageReport
 from mailpulse.topics.contracts import CALENDAR, CAMPAIGNS, CHECKPOINTS, CONTACTS, DLQ, EVENTS, USAGE, TopicSpec, topic_name
-from mailpulse.topics.events import EmailEvent, encode_event, format_timestamp
+from mailpulse.topics.events import EmailEvent, encode_event
 from mailpulse.topics.records import CampaignMetadata, Checkpoint, ContactRecord, DeadLetter
 
-__all__ = ["Clock", "Plan", "Page", "Tombstone", "Stream", "StreamRunner", "PassResult", "utcnow", "dlq_digest", "describe"]
+__all__ = ["Clock", "Plan", "PassKind", "Page", "Tombstone", "Stream", "StreamRunner", "PassResult", "utcnow", "dlq_digest", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,7 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    #: "poll", "reconcile" or "backfill".
-    kind: str
+    kind: PassKind
     #: The provider clock when the pass started: no cursor or window goes past it (the signpost).
     now: datetime
     #: Start of the window to read (reconcile: now - lookback; backfill: --since). None for poll.
@@ -60,9 +61,24 @@ class Plan:
     #: End of the window (backfill: --until); None: ``now``.
     until: datetime | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", PassKind(self.kind))  # "poll" (tests, CLI) is PassKind.POLL
+
+    @classmethod
+    def poll(cls, now: datetime) -> "Plan":
+        return cls(PassKind.POLL, now)
+
+    @classmethod
+    def reconcile(cls, now: datetime, lookback: timedelta) -> "Plan":
+        return cls(PassKind.RECONCILE, now, since=now - lookback)
+
     @property
     def end(self) -> datetime:
         return min(self.until, self.now) if self.until is not None else self.now
+
+    def window_start(self, lookback: timedelta) -> datetime:
+        """Where this pass's window begins: ``since``, or for a poll the trailing ``lookback``."""
+        return self.since if self.since is not None else self.now - lookback
 
 
 @dataclass(slots=True)
@@ -132,13 +148,16 @@ class Stream:
         """Outputs to add once the pass has read everything (e.g. tombstones for deleted entries)."""
         return ()
 
+    def after_commit(self, outputs: Sequence[Output]) -> None:
+        """Called with a batch's outputs once they are on the topic (changed or not): the place for side effects such as gauges."""
+
     async def request(self, path: str, params: dict[str, Any] | None = None, *, method: str = "GET", parse: Any = None) -> Any:
         return await self.client.request(method, path, stream=self.name, params=params, parse=parse)
 
 
 @dataclass
 class PassResult:
-    kind: str
+    kind: PassKind
     records: int = 0
     events: int = 0
     duplicates: int = 0
@@ -159,6 +178,8 @@ class _Batch:
     n_meta: dict[str, int] = field(default_factory=dict)
     cursor: Any = None
     cursor_changed: bool = False
+    #: Every output normalised into this batch, kept only for a stream with ``after_commit``.
+    outputs: list[Output] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -181,12 +202,15 @@ class StreamRunner:
         dlq_seen: set[bytes] | None = None,
         checkpoint_stream: str | None = None,
         on_progress: Callable[[PassResult, Any], None] | None = None,
+        cursor_form: CursorForm | None = None,
     ) -> None:
         self.stream = stream
         self.publisher = publisher
         self.prefix = prefix
         self.clock = clock
-        self.cursor = cursor
+        #: How the cursor is stored in the checkpoint (backfill: inside its window).
+        self.cursor_form: CursorForm = cursor_form if cursor_form is not None else LiveCursor()
+        self.cursor = self.cursor_form.adopt(cursor)
         self.event_index = event_index
         self.change_indexes = change_indexes
         self.batch_size = batch_size
@@ -197,9 +221,12 @@ class StreamRunner:
         self.labels = (stream.provider, stream.source_name, stream.name)
         self._topics = {spec.name: topic_name(spec, prefix) for spec in (EVENTS, DLQ, CHECKPOINTS, *_META_TOPICS.values())}
         self.last_reconcile: float | None = None
-        #: Stored form of a cursor (backfill wraps it with its window); ``done`` marks a completed pass.
-        self.wrap: Callable[..., Any] = lambda cursor, done=False: cursor
-        self.unwrap: Callable[[Any], Any] = lambda stored: stored
+        self._after_commit = type(stream).after_commit is not Stream.after_commit
+
+    @property
+    def done(self) -> bool:
+        """The committed checkpoint marks a finished backfill: nothing is left to read."""
+        return self.cursor_form.is_done(self.cursor)
 
     # -- one pass -----------------------------------------------------------------
 
@@ -210,10 +237,11 @@ class StreamRunner:
         all_outputs: list[Output] = []
         keep_outputs = type(stream).finish_pass is not Stream.finish_pass
         # Reconcile passes re-read old records: the cursor moves only when the pass completes.
-        intermediate = plan.kind != "reconcile"
+        intermediate = plan.kind is not PassKind.RECONCILE
+        form = self.cursor_form
         last_cursor: Any = None
         started = time.monotonic()
-        async for page in stream.read(self.unwrap(self.cursor), plan):
+        async for page in stream.read(form.unwrap(self.cursor), plan):
             observed = utcnow()
             n = len(page.records)
             result.records += n
@@ -233,32 +261,41 @@ class StreamRunner:
                     continue
                 if keep_outputs:
                     all_outputs.extend(outputs)
+                if self._after_commit:
+                    batch.outputs.extend(outputs)
                 self._add_outputs(batch, outputs, result)
             if page.cursor is not None:
                 last_cursor = page.cursor
                 if intermediate:
-                    batch.cursor, batch.cursor_changed = self.wrap(page.cursor), True
+                    batch.cursor, batch.cursor_changed = form.wrap(page.cursor), True
             if len(batch) >= self.batch_size:
                 await self._commit(batch, result)
+                self._committed(batch)
                 batch = _Batch(cursor=self.cursor)
                 if self.on_progress is not None:
                     self.on_progress(result, self.cursor)
         if keep_outputs:
             extra = list(stream.finish_pass(all_outputs, plan, self.change_indexes))
             self._add_outputs(batch, extra, result)
-        if last_cursor is not None or plan.kind == "backfill":
-            batch.cursor, batch.cursor_changed = self.wrap(last_cursor if last_cursor is not None else self.unwrap(self.cursor), done=True), True
+        if last_cursor is not None or plan.kind is PassKind.BACKFILL:
+            batch.cursor, batch.cursor_changed = form.wrap(last_cursor if last_cursor is not None else form.unwrap(self.cursor), done=True), True
         if len(batch) or (batch.cursor_changed and batch.cursor != self.cursor):
             await self._commit(batch, result)
+        # Nothing left to commit is on the topic already: committed as far as side effects go.
+        self._committed(batch)
         result.cursor = self.cursor
         metrics.POLL_DURATION.labels(*self.labels, plan.kind).observe(time.monotonic() - started)
         metrics.LAST_SUCCESS.labels(*self.labels).set(time.time())
-        at = stream.cursor_time(self.unwrap(self.cursor))
+        at = stream.cursor_time(form.unwrap(self.cursor))
         if at is not None:
             metrics.CURSOR_LAG.labels(*self.labels).set(max(0.0, (plan.now - at).total_seconds()))
         if self.on_progress is not None:
             self.on_progress(result, self.cursor)
         return result
+
+    def _committed(self, batch: _Batch) -> None:
+        if self._after_commit and batch.outputs:
+            self.stream.after_commit(batch.outputs)
 
     def _add_dlq(self, batch: _Batch, raw: Any, reason: str, observed: datetime) -> None:
         stream = self.stream
@@ -350,13 +387,13 @@ class StreamRunner:
         interval = stream.source.reconcile_interval.total_seconds()
         due = self.last_reconcile is None or time.monotonic() - self.last_reconcile >= interval
         if (stream.is_mutable or stream.use_reconcile_only) and (due or force_reconcile):
-            return Plan("reconcile", now, since=now - stream.lookback)
+            return Plan.reconcile(now, stream.lookback)
         if stream.use_reconcile_only:
             return None
-        return Plan("poll", now)
+        return Plan.poll(now)
 
     def mark(self, plan: Plan) -> None:
-        if plan.kind == "reconcile":
+        if plan.kind is PassKind.RECONCILE:
             self.last_reconcile = time.monotonic()
         horizon = plan.now - self.stream.lookback - timedelta(days=1)
         self.event_index.evict_before(horizon.timestamp())
@@ -378,6 +415,3 @@ def describe(result: PassResult) -> str:
         f"{result.transactions} transactions"
     )
 
-
-def iso(dt: datetime) -> str:
-    return format_timestamp(dt)

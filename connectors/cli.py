@@ -46,7 +46,7 @@ def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     secrets = [s for source in config.sources for s in source_secrets(source)]
     install_secrets_filter(secrets)
-    # httpx logs every URL at INFO; SMTPeter's token and signed download URLs live in URLs.
+    # httpx logs every URL at INFO; query-parameter credentials (QueryParamAuth) and signed download URLs live in URLs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return config
 

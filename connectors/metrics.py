@@ -23,7 +23,6 @@ __all__ = [
     "POLL_DURATION",
     "TRANSACTIONS",
     "DUPLICATES_SKIPPED",
-    "USAGE_METRIC",
 ]
 
 _S = ("provider", "source", "stream")
@@ -55,6 +54,3 @@ POLL_DURATION = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
 )
 TRANSACTIONS = Counter("mailpulse_connector_transactions", "Kafka transactions, by outcome (committed, aborted)", (*_S, "outcome"))
-USAGE_METRIC = Gauge(
-    "mailpulse_smartersends_conversations", "SmarterSends conversations usage report, overall metrics", ("source", "metric")
-)

@@ -18,54 +18,32 @@ from aiokafka.errors import KafkaError, ProducerFenced
 
 from mailpulse.connectors import metrics
 from mailpulse.connectors.base import Clock, PassResult, Plan, Stream, StreamRunner, describe, utcnow
+from mailpulse.connectors.cursors import BackfillCursor, CursorForm, LiveCursor, PassKind
 from mailpulse.connectors.dedupe import ChangeIndex, EventIndex
 from mailpulse.connectors.errors import AuthError, ConnectorError, PaginationError
 from mailpulse.connectors.http import ApiClient, RetryPolicy
-from mailpulse.connectors.providers.smartcq import SmartCQContacts, SmartCQSends
-from mailpulse.connectors.providers.smartersends import SmarterSendsCalendar, SmarterSendsCampaigns, SmarterSendsUsage
-from mailpulse.connectors.providers.smtpeter import SMTPeterEvents
-from mailpulse.connectors.providers.supersend import SuperSendEvents
+from mailpulse.connectors.providers import PROVIDERS
 from mailpulse.connectors.publisher import Publisher, transactional_id
 from mailpulse.connectors.state import load_change_index, load_dlq_digests, load_event_index, read_checkpoints
 from mailpulse.config import Config
-from mailpulse.topics.events import format_timestamp, parse_timestamp
+from mailpulse.sources import source_secrets
+from mailpulse.topics.events import parse_timestamp
 
-__all__ = ["STREAMS", "SourceRunner", "make_client", "source_secrets", "run_connect"]
+__all__ = ["SourceRunner", "make_client", "source_secrets", "run_connect"]
 
 log = logging.getLogger(__name__)
 
-STREAMS: dict[str, tuple[type[Stream], ...]] = {
-    "smartcq": (SmartCQSends, SmartCQContacts),
-    "smtpeter": (SMTPeterEvents,),
-    "supersend": (SuperSendEvents,),
-    "smartersends": (SmarterSendsCampaigns, SmarterSendsUsage, SmarterSendsCalendar),
-}
-
-
-def source_secrets(source: Any) -> tuple[str, ...]:
-    out = []
-    for name in ("api_key", "access_token"):
-        secret = getattr(source, name, None)
-        if secret is not None:
-            out.append(secret.get_secret_value())
-    return tuple(out)
-
 
 def make_client(source: Any, *, retry: RetryPolicy | None = None, transport: httpx.AsyncBaseTransport | None = None) -> ApiClient:
-    headers: dict[str, str] = {}
-    params: dict[str, str] = {}
-    if source.provider == "smtpeter":
-        params["access_token"] = source.access_token.get_secret_value()  # SMTPeter: the token is a query parameter
-    else:
-        headers["Authorization"] = f"Bearer {source.api_key.get_secret_value()}"
+    credentials = PROVIDERS[source.provider].auth.credentials(source)
     return ApiClient(
         provider=source.provider,
         source=source.name,
         base_url=source.base_url,
         timeout=source.timeout.total_seconds(),
         retry=retry or RetryPolicy(max_retries=source.max_retries),
-        auth_headers=headers,
-        auth_params=params,
+        auth_headers=credentials.headers,
+        auth_params=credentials.params,
         secrets=source_secrets(source),
         transport=transport,
     )
@@ -97,12 +75,14 @@ class SourceRunner:
         self.since = since
         self.until = until
         self.client = make_client(source, retry=retry, transport=transport)
-        kinds = STREAMS[source.provider]
+        kinds = PROVIDERS[source.provider].streams
         if mode == "backfill":
             kinds = tuple(k for k in kinds if k.supports_backfill)
         if streams is not None:
             kinds = tuple(k for k in kinds if k.name in streams)
         self.streams = [k(source, self.client) for k in kinds]
+        #: How checkpoints are kept: as is, or inside the backfill's window under their own key.
+        self.cursor_form: CursorForm = BackfillCursor(since, until) if mode == "backfill" else LiveCursor()
         self.runners: list[StreamRunner] = []
         self.on_progress = on_progress
         self.prefix = config.kafka.topic_prefix
@@ -127,8 +107,9 @@ class SourceRunner:
         earliest = now - self.source.lookback
         if self.mode == "backfill" and self.since is not None:
             earliest = min(earliest, self.since)
+        form = self.cursor_form
         for stream in self.streams:
-            at = stream.cursor_time(self._unwrap(cursors.get(self._checkpoint_stream(stream))))
+            at = stream.cursor_time(form.unwrap(cursors.get(self._checkpoint_stream(stream))))
             if at is not None:
                 earliest = min(earliest, at)
         horizon = utcnow() - (now - earliest) - timedelta(days=1)
@@ -154,52 +135,27 @@ class SourceRunner:
                 batch_size=self.config.connect.batch_size,
                 checkpoint_stream=self._checkpoint_stream(stream),
                 on_progress=(lambda r, c, _n=stream.name: self.on_progress(_n, r, c)) if self.on_progress else None,
+                cursor_form=form,
             )
-            if self.mode == "backfill":
-                self._wrap_backfill(runner)
             self.runners.append(runner)
         metrics.SOURCE_UP.labels(self.source.provider, self.source.name).set(1)
 
-    # -- backfill cursors: {"since", "until", "cursor", "done"}, own key per stream ------------------
-
-    def _unwrap(self, stored: Any) -> Any:
-        if self.mode != "backfill":
-            return stored
-        if not isinstance(stored, dict) or stored.get("since") != self._iso(self.since) or stored.get("until") != self._iso(self.until):
-            return None  # another window: start afresh
-        return stored.get("cursor")
-
-    @staticmethod
-    def _iso(dt: datetime | None) -> str | None:
-        return None if dt is None else format_timestamp(dt)
-
-    def _wrap_backfill(self, runner: StreamRunner) -> None:
-        stored = runner.cursor
-        same = isinstance(stored, dict) and stored.get("since") == self._iso(self.since) and stored.get("until") == self._iso(self.until)
-        if not same:
-            runner.cursor = None  # another window (or none): start afresh
-        runner.backfill_done = bool(same and stored.get("done"))  # type: ignore[attr-defined, union-attr]
-        runner.unwrap = lambda c: c.get("cursor") if isinstance(c, dict) else None
-        runner.wrap = lambda c, done=False: {
-            "since": self._iso(self.since), "until": self._iso(self.until), "cursor": c, "done": done,
-        }
-
     # -- running ---------------------------------------------------------------------------------
 
-    def plan_for(self, runner: StreamRunner, kind: str | None = None) -> Plan | None:
+    def plan_for(self, runner: StreamRunner, kind: PassKind | None = None) -> Plan | None:
         if self.mode == "backfill":
-            if getattr(runner, "backfill_done", False):
+            if runner.done:  # this window was read to its end (now, or by an earlier run)
                 return None
-            return Plan("backfill", self.clock(), since=self.since, until=self.until)
-        if kind == "poll":
-            return None if runner.stream.use_reconcile_only else Plan("poll", self.clock())
-        if kind == "reconcile":
-            now = self.clock()
-            return Plan("reconcile", now, since=now - runner.stream.lookback)
+            return Plan(PassKind.BACKFILL, self.clock(), since=self.since, until=self.until)
+        if kind is PassKind.POLL:
+            return None if runner.stream.use_reconcile_only else Plan.poll(self.clock())
+        if kind is PassKind.RECONCILE:
+            return Plan.reconcile(self.clock(), runner.stream.lookback)
         return runner.next_plan()
 
-    async def run_once(self, kind: str | None = None) -> dict[str, PassResult]:
-        """One pass of every stream (``kind``: "poll", "reconcile", or None for what is due)."""
+    async def run_once(self, kind: PassKind | str | None = None) -> dict[str, PassResult]:
+        """One pass of every stream (``kind``: poll, reconcile, or None for what is due)."""
+        kind = None if kind is None else PassKind(kind)
         results: dict[str, PassResult] = {}
         for runner in self.runners:
             plan = self.plan_for(runner, kind)
@@ -211,8 +167,6 @@ class SourceRunner:
     async def _pass(self, runner: StreamRunner, plan: Plan) -> PassResult:
         result = await runner.run_pass(plan)
         runner.mark(plan)
-        if self.mode == "backfill":
-            runner.backfill_done = True  # type: ignore[attr-defined]
         log.info("%s/%s %s", self.source.name, runner.stream.name, describe(result))
         return result
 

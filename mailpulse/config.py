@@ -9,6 +9,9 @@ from the environment; secrets belong there. ``MAILPULSE_KAFKA_BOOTSTRAP``
 overrides ``kafka.bootstrap_servers``. Everything is validated before anything
 connects, and a bad file fails with one line naming the file and the key.
 Secret fields are ``SecretStr``: masked in ``repr()``, logs and errors.
+
+A source's keys are declared by its provider module (``connectors/providers/<name>.py``,
+on ``mailpulse.sources.SourceBase``); ``SourceConfig`` is the union of those models.
 """
 
 from __future__ import annotations
@@ -20,19 +23,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator
 
 from mailpulse.alerts import AlertSettings
+from mailpulse.connectors.providers import PROVIDERS
 from mailpulse.errors import ConfigError
+from mailpulse.sources import Duration, parse_duration
+from mailpulse.sources import Model as _Model
 
 __all__ = [
     "Config",
@@ -40,11 +37,6 @@ __all__ = [
     "WorkerConfig",
     "ConnectConfig",
     "SourceConfig",
-    "SmartCQSource",
-    "SMTPeterSource",
-    "SMTPeterSelector",
-    "SuperSendSource",
-    "SmarterSendsSource",
     "load_config",
     "parse_duration",
     "CONFIG_ENV",
@@ -53,31 +45,6 @@ __all__ = [
 
 CONFIG_ENV = "MAILPULSE_CONFIG"
 BOOTSTRAP_ENV = "MAILPULSE_KAFKA_BOOTSTRAP"
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: object) -> timedelta:
-    """``"500ms"``, ``"60s"``, ``"15m"``, ``"1h"``, ``"7d"``, ``"2w"`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        m = _DURATION.match(value)
-        if m:
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    raise ValueError(f"invalid duration {value!r}: use a number with a unit, e.g. 30s, 15m, 7d")
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-_URL = re.compile(r"^https?://[^\s/?#]+(:\d+)?(/[^\s?#]*)?$")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 class KafkaConfig(_Model):
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -138,85 +105,9 @@ class ConnectConfig(_Model):
     batch_size: int = Field(default=5000, ge=1)
 
 
-class _SourceBase(_Model):
-    #: Unique per file; the account part of every key, so no ':' or '/'.
-    name: str = Field(max_length=64)
-    base_url: str
-    poll_interval: Duration = timedelta(seconds=60)
-    lookback: Duration = timedelta(days=7)
-    reconcile_interval: Duration = timedelta(minutes=15)
-    #: HTTP request timeout.
-    timeout: Duration = timedelta(seconds=30)
-    #: Retries of one request on connect errors, timeouts, 408, 429 and 5xx.
-    max_retries: int = Field(default=5, ge=0, le=20)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
-            raise ValueError(f"{value!r} may hold only letters, digits, '.', '_' and '-' (it becomes part of every key)")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not _URL.match(value):
-            raise ValueError(f"expected an http(s) URL such as https://api.example.com, got {value!r}")
-        return value.rstrip("/")
-
-    @field_validator("poll_interval", "reconcile_interval", "timeout")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be greater than zero")
-        return value
-
-
-class SmartCQSource(_SourceBase):
-    provider: Literal["smartcq"]
-    api_key: SecretStr
-
-
-class SMTPeterSelector(_Model):
-    """One of ``{tags: [a, b]}`` or ``{template: ID}``."""
-
-    tags: list[str] | None = None
-    #: YAML reads a numeric template id as an int; it is an opaque id.
-    template: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> "SMTPeterSelector":
-        if (self.tags is None) == (self.template is None):
-            raise ValueError("give exactly one of 'tags' (a list) or 'template' (an id)")
-        if self.tags is not None and (not self.tags or any(not t or ";" in t for t in self.tags)):
-            raise ValueError("'tags' must be a non-empty list of tags without ';'")
-        return self
-
-    @property
-    def campaign_id(self) -> str:
-        return f"tags:{';'.join(self.tags)}" if self.tags else f"template:{self.template}"
-
-
-class SMTPeterSource(_SourceBase):
-    provider: Literal["smtpeter"]
-    access_token: SecretStr
-    selectors: list[SMTPeterSelector] = Field(min_length=1)
-
-
-class SuperSendSource(_SourceBase):
-    provider: Literal["supersend"]
-    api_key: SecretStr
-    team_id: str | None = None
-    channels: list[str] = Field(default_factory=lambda: ["email"], min_length=1)
-
-
-class SmarterSendsSource(_SourceBase):
-    provider: Literal["smartersends"]
-    api_key: SecretStr
-
-
+#: One model per provider module, told apart by its ``provider`` key.
 SourceConfig = Annotated[
-    Union[SmartCQSource, SMTPeterSource, SuperSendSource, SmarterSendsSource],
+    Union[tuple(p.config for p in PROVIDERS.values())],  # type: ignore[valid-type]
     Field(discriminator="provider"),
 ]
 
@@ -314,7 +205,7 @@ def _message(err: dict[str, Any]) -> str:
     if err["type"] == "missing":
         return "required key is missing"
     if err["type"] == "union_tag_invalid":
-        return f"unknown provider {err.get('input')!r}: expected one of smartcq, smtpeter, supersend, smartersends"
+        return f"unknown provider {err.get('input')!r}: expected one of {', '.join(PROVIDERS)}"
     if err["type"] == "union_tag_not_found":
         return "required key 'provider' is missing"
     return msg

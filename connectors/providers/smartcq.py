@@ -1,24 +1,30 @@
-"""SmartCQ sends and contacts (docs: providers/smartcq-sends.txt, providers/smartcq-contacts.txt, in Italian)."""
+"""SmartCQ sends and contacts (API facts: docs/providers/smartcq.md)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from contextlib import aclosing
+from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Callable, ClassVar, Literal, Mapping, Sequence
+
+from pydantic import SecretStr
 
 from mailpulse.connectors.base import Page, Plan, Stream
+from mailpulse.connectors.cursors import pass_start
 from mailpulse.connectors.errors import NormalisationError
 from mailpulse.connectors.pagination import TICK, DescendingCursorPaginator, TieRunOverflow, TimestampCursorPaginator, read_tie_run
+from mailpulse.connectors.provider import BearerAuth, Provider
 from mailpulse.connectors.providers._common import body_dict, body_list, event_id_prefix, optional_timestamp, require_mapping, require_str, timestamp, utc_timestamp
+from mailpulse.sources import SourceBase
 from mailpulse.topics.contracts import CONTACTS
 from mailpulse.topics.events import Bounce, EmailEvent, EventType, format_timestamp
 from mailpulse.topics.records import ContactRecord
 
-__all__ = ["SmartCQSends", "SmartCQContacts", "normalise", "normalise_contact", "SEND_STATUSES"]
+__all__ = ["PROVIDER", "SmartCQSource", "SmartCQSends", "SmartCQContacts", "normalise", "normalise_contact", "SEND_STATUSES"]
 
-PROVIDER = "smartcq"
-SENDS_PAGE_SIZE = 500  # smartcq-sends.txt: limit 1-500
-CONTACTS_PAGE_SIZE = 200  # smartcq-contacts.txt: limit 1-200
+NAME = "smartcq"
+SENDS_PAGE_SIZE = 500  # the API reference: limit 1-500
+CONTACTS_PAGE_SIZE = 200  # the API reference: limit 1-200
 SEND_STATUSES = ("queued", "sent", "delivered", "opened", "clicked", "bounced", "complained", "suppressed", "failed", "delayed")
 EMAIL_STATUSES = ("active", "unsubscribed", "bounced", "complained", "suppressed", "pending_review")
 STAGES = ("lead", "prospect", "customer", "ex_customer")
@@ -68,7 +74,7 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEven
     if status not in _STATUS_FACTS and status not in _TIMED_STATUSES:
         raise NormalisationError("status", f"unknown status {status!r:.40}")
     campaign, contact = get("campaignId"), get("contactId")
-    prefix = event_id_prefix(PROVIDER, source, send_id)
+    prefix = event_id_prefix(NAME, source, send_id)
     out = []
     latest = created
     # Timed facts never carry the error (only status facts do): built here, in fact order, as each
@@ -81,7 +87,7 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEven
                 latest = at
             h = prefix.copy()
             h.update(fact)
-            out.append(EmailEvent(h.hexdigest(), PROVIDER, source, type_, at, observed_at, send_id, campaign, contact, None, None, None, _NO_ATTRIBUTES))
+            out.append(EmailEvent(h.hexdigest(), NAME, source, type_, at, observed_at, send_id, campaign, contact, None, None, None, _NO_ATTRIBUTES))
     if status in _STATUS_FACTS:
         type_ = _STATUS_FACTS[status]
         at = created if status == "queued" else latest
@@ -93,7 +99,7 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEven
     h = prefix.copy()
     h.update(_FACT_BYTES[type_])
     bounce, attributes = _error_details(type_, get("error"))
-    out.append(EmailEvent(h.hexdigest(), PROVIDER, source, type_, at, observed_at, send_id, campaign, contact, None, bounce, None, attributes))
+    out.append(EmailEvent(h.hexdigest(), NAME, source, type_, at, observed_at, send_id, campaign, contact, None, bounce, None, attributes))
     return out
 
 
@@ -121,7 +127,7 @@ def normalise_contact(raw: Any, *, source: str, observed_at: datetime) -> Contac
     # more than a third of building this frozen dataclass.
     return ContactRecord(
         source,
-        PROVIDER,
+        NAME,
         contact_id,
         observed_at,
         email.lower() if isinstance(email, str) else None,
@@ -151,10 +157,49 @@ def _has_more(body: Any) -> bool:
     return body.get("next") is not None
 
 
-class SmartCQSends(Stream):
-    provider = PROVIDER
+_Paginator = TimestampCursorPaginator | DescendingCursorPaginator
+
+
+class _SmartCQStream(Stream):
+    """Both SmartCQ lists: pages by a timestamp cursor, whose ties a full page cannot get past."""
+
+    provider = NAME
+    path: ClassVar[str]
+    page_size: ClassVar[int]
+    #: The cursor value one tick before an instant, in paging order: the query that starts at it.
+    tie_step: ClassVar[timedelta]
+    #: Filters that split one instant's records into pages (``read_tie_run``), tried in turn.
+    tie_splits: ClassVar[tuple[tuple[str, Sequence[str] | None], ...]]
+
+    async def _fetch(self, params: dict[str, Any]) -> list[Mapping[str, Any]]:
+        return (await self.request(self.path, params, parse=_page))["data"]
+
+    async def _pages(self, paginator: _Paginator, params_at: Callable[[datetime | None], dict[str, Any]]) -> AsyncIterator[list[Mapping[str, Any]]]:
+        """Every page in cursor order; a page full of one instant (a blast, an import) is read whole through filters."""
+        while not paginator.finished:
+            body = await self.request(self.path, params_at(paginator.current_value), parse=_page)
+            records = list(body["data"])
+            try:
+                paginator.advance(body, records)
+            except TieRunOverflow as tie:
+                records = await read_tie_run(
+                    self._fetch,
+                    instant=tie.instant,
+                    params=params_at(tie.instant + self.tie_step),
+                    ts_of=_created,
+                    limit=self.page_size,
+                    splits=self.tie_splits,
+                )
+                paginator.skip_past(tie.instant)
+            yield records
+
+
+class SmartCQSends(_SmartCQStream):
     name = "sends"
     path = "/api/v1/sends"
+    page_size = SENDS_PAGE_SIZE
+    tie_step = -TICK  # ascending: since = one tick before the instant
+    tie_splits = (("status", SEND_STATUSES), ("campaignId", None))
     is_mutable = True  # sends are opened and clicked long after createdAt, the cursor's field
 
     def normalise_record(self, raw: Any, observed_at: datetime) -> list[EmailEvent]:
@@ -163,52 +208,32 @@ class SmartCQSends(Stream):
     def cursor_time(self, cursor: Any) -> datetime | None:
         return timestamp(cursor["since"], "since") if cursor else None
 
-    async def _fetch(self, params: dict[str, Any]) -> list[Mapping[str, Any]]:
-        return (await self.request(self.path, params, parse=_page))["data"]
-
     async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
-        if plan.kind == "poll":
-            since = timestamp(cursor["since"], "since") if cursor else plan.now - self.lookback
-        elif plan.kind == "backfill":  # resumed from its own cursor when it has one
-            since = timestamp(cursor["since"], "since") if cursor else plan.since
-        else:  # reconcile: the trailing lookback, or further back if the cursor lags behind it
-            since = min(plan.since, timestamp(cursor["since"], "since")) if cursor else plan.since
-        assert since is not None
+        since = pass_start(plan.kind, self.cursor_time(cursor), plan.window_start(self.lookback))
         until = plan.until
         paginator = TimestampCursorPaginator(since, limit=SENDS_PAGE_SIZE, ts_of=_created, has_more=_has_more)
-        while not paginator.finished:
-            body = await self.request(self.path, {"since": format_timestamp(paginator.current_value), "limit": SENDS_PAGE_SIZE}, parse=_page)
-            records = [r for r in body["data"]]
-            try:
-                paginator.advance(body, records)
-            except TieRunOverflow as tie:
-                # One instant (a campaign blast) fills a page: read it whole through filters.
-                records = await read_tie_run(
-                    self._fetch,
-                    instant=tie.instant,
-                    params={"since": format_timestamp(tie.instant - TICK), "limit": SENDS_PAGE_SIZE},
-                    ts_of=_created,
-                    limit=SENDS_PAGE_SIZE,
-                    splits=(("status", SEND_STATUSES), ("campaignId", None)),
-                )
-                paginator.skip_past(tie.instant)
-            if until is not None:
-                last = _created(records[-1]) if records else None
-                records = [r for r in records if (_created(r) or since) <= until]
-                if last is not None and last > until:
-                    yield Page(records, {"since": format_timestamp(until)})
-                    return
-            yield Page(records, {"since": format_timestamp(paginator.current_value)})
+
+        def params_at(value: datetime | None) -> dict[str, Any]:
+            assert value is not None  # an ascending cursor always has a value
+            return {"since": format_timestamp(value), "limit": SENDS_PAGE_SIZE}
+
+        async with aclosing(self._pages(paginator, params_at)) as pages:
+            async for records in pages:
+                if until is not None:
+                    last = _created(records[-1]) if records else None
+                    records = [r for r in records if (_created(r) or since) <= until]
+                    if last is not None and last > until:
+                        yield Page(records, {"since": format_timestamp(until)})
+                        return
+                yield Page(records, {"since": format_timestamp(paginator.current_value)})
 
 
-def _contact_created(record: Mapping[str, Any]) -> datetime | None:
-    return _created(record)
-
-
-class SmartCQContacts(Stream):
-    provider = PROVIDER
+class SmartCQContacts(_SmartCQStream):
     name = "contacts"
     path = "/api/v1/contacts"
+    page_size = CONTACTS_PAGE_SIZE
+    tie_step = TICK  # descending: cursor = one tick after the instant
+    tie_splits = (("emailStatus", EMAIL_STATUSES), ("stage", STAGES))
     use_reconcile_only = True  # no "updated since" filter: a full scan, on reconcile ticks only
     supports_backfill = False
     emits_events = False
@@ -217,28 +242,21 @@ class SmartCQContacts(Stream):
     def normalise_record(self, raw: Any, observed_at: datetime) -> list[ContactRecord]:
         return [normalise_contact(raw, source=self.source_name, observed_at=observed_at)]
 
-    async def _fetch(self, params: dict[str, Any]) -> list[Mapping[str, Any]]:
-        return (await self.request(self.path, params, parse=_page))["data"]
-
     async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
         base = {"limit": CONTACTS_PAGE_SIZE, "includeArchived": "true"}
-        paginator = DescendingCursorPaginator(limit=CONTACTS_PAGE_SIZE, ts_of=_contact_created, has_more=_has_more)
-        while not paginator.finished:
-            token = paginator.current_value
-            params = base if token is None else {**base, "cursor": format_timestamp(token)}
-            body = await self.request(self.path, params, parse=_page)
-            records = list(body["data"])
-            try:
-                paginator.advance(body, records)
-            except TieRunOverflow as tie:  # an import: more contacts at one instant than a page holds
-                records = await read_tie_run(
-                    self._fetch,
-                    instant=tie.instant,
-                    params={**base, "cursor": format_timestamp(tie.instant + TICK)},
-                    ts_of=_contact_created,
-                    limit=CONTACTS_PAGE_SIZE,
-                    splits=(("emailStatus", EMAIL_STATUSES), ("stage", STAGES)),
-                )
-                paginator.skip_past(tie.instant)
+        paginator = DescendingCursorPaginator(limit=CONTACTS_PAGE_SIZE, ts_of=_created, has_more=_has_more)
+
+        def params_at(token: datetime | None) -> dict[str, Any]:
+            return base if token is None else {**base, "cursor": format_timestamp(token)}
+
+        async for records in self._pages(paginator, params_at):
             yield Page(records)
         yield Page((), {"scanned_at": format_timestamp(plan.now)})
+
+
+class SmartCQSource(SourceBase):
+    provider: Literal["smartcq"]
+    api_key: SecretStr
+
+
+PROVIDER = Provider(name=NAME, config=SmartCQSource, auth=BearerAuth(field="api_key"), streams=(SmartCQSends, SmartCQContacts))

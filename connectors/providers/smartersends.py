@@ -1,21 +1,27 @@
-"""SmarterSends campaign export, conversations usage and calendar (docs: providers/smartersends-api.txt)."""
+"""SmarterSends campaign export, conversations usage and calendar (API facts: docs/providers/smartersends.md)."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Iterable, Literal, Sequence
 
-from mailpulse.connectors import metrics
-from mailpulse.connectors.base import Output, Page, Plan, Stream, Tombstone
+from prometheus_client import Gauge
+from pydantic import SecretStr
+
+from mailpulse.connectors.base import Output, Page, Plan, PassKind, Stream, Tombstone
 from mailpulse.connectors.dedupe import ChangeIndex
 from mailpulse.connectors.errors import FatalAPIError, NormalisationError, RetriableAPIError
+from mailpulse.connectors.provider import BearerAuth, Provider
 from mailpulse.connectors.providers._common import body_dict, body_list, optional_timestamp, require_mapping, require_str, timestamp
 from mailpulse.connectors.records import CalendarEvent, UsageReport
 from mailpulse.topics.contracts import CALENDAR, CAMPAIGNS, USAGE
+from mailpulse.sources import SourceBase
 from mailpulse.topics.records import CampaignMetadata
 
 __all__ = [
+    "PROVIDER",
+    "SmarterSendsSource",
     "SmarterSendsCampaigns",
     "SmarterSendsUsage",
     "SmarterSendsCalendar",
@@ -26,7 +32,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PROVIDER = "smartersends"
+#: The conversations report's overall figures (SmarterSends only, so declared here, not in metrics.py).
+USAGE_METRIC = Gauge(
+    "mailpulse_smartersends_conversations", "SmarterSends conversations usage report, overall metrics", ("source", "metric")
+)
+
+NAME = "smartersends"
 #: The endpoint section documents POST /campaign/export; the intro shows GET /campaigns/export. 405 on one: try the other.
 EXPORT_ENDPOINTS = (("POST", "/api/usage/campaign/export"), ("GET", "/api/usage/campaigns/export"))
 EXPORT_COLUMNS = (
@@ -35,7 +46,7 @@ EXPORT_COLUMNS = (
 )  # fmt: skip
 #: Scheduled campaigns have a future send_time: the export window reaches this far ahead.
 SCHEDULE_HORIZON = timedelta(days=60)
-#: smartersends-api.txt: the conversations report defaults to the last 30 days.
+#: The API reference: the conversations report defaults to the last 30 days.
 USAGE_WINDOW = timedelta(days=30)
 _STAMP = "%Y-%m-%d %H:%M:%S"
 
@@ -60,7 +71,7 @@ def normalise_campaign(raw: Any, *, source: str, observed_at: datetime) -> list[
     for k in _CAMPAIGN_FIELDS:
         attributes.pop(k, None)
     # Positional: the field order of topics.records.CampaignMetadata (pinned by a test).
-    return [CampaignMetadata(source, PROVIDER, campaign_id, observed_at, raw.get("name"), raw.get("subject"), send_time, attributes)]
+    return [CampaignMetadata(source, NAME, campaign_id, observed_at, raw.get("name"), raw.get("subject"), send_time, attributes)]
 
 
 _CAMPAIGN_FIELDS = ("sent_mailing_id", "name", "subject", "send_time")
@@ -80,7 +91,7 @@ def normalise_usage(raw: Any, *, source: str, start_date: str, end_date: str, ob
     rng = raw.get("range")
     return UsageReport(
         source=source,
-        provider=PROVIDER,
+        provider=NAME,
         report="conversations",
         start_date=start_date,
         end_date=end_date,
@@ -103,7 +114,7 @@ def normalise_calendar_event(raw: Any, *, source: str, observed_at: datetime) ->
     groups = raw.get("groups") or []
     return CalendarEvent(
         source=source,
-        provider=PROVIDER,
+        provider=NAME,
         calendar_event_id=event_id,
         name=raw.get("name"),
         start=timestamp(raw.get("start_date"), "start_date"),
@@ -127,7 +138,7 @@ def _array(body: Any) -> list[Any]:
 
 
 class SmarterSendsCampaigns(Stream):
-    provider = PROVIDER
+    provider = NAME
     name = "campaigns"
     emits_events = False
     meta_topics = (CAMPAIGNS,)
@@ -151,10 +162,10 @@ class SmarterSendsCampaigns(Stream):
                 other = EXPORT_ENDPOINTS[(self._endpoint + 1) % len(EXPORT_ENDPOINTS)]
                 log.warning("%s: %s %s answered 405; using %s %s", self.source_name, method, path, *other)
                 self._endpoint = (self._endpoint + 1) % len(EXPORT_ENDPOINTS)
-        raise FatalAPIError("both campaign export endpoints answered 405", provider=PROVIDER, source=self.source_name, stream=self.name, status=405)
+        raise FatalAPIError("both campaign export endpoints answered 405", provider=NAME, source=self.source_name, stream=self.name, status=405)
 
     async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
-        if plan.kind == "backfill":
+        if plan.kind is PassKind.BACKFILL:
             assert plan.since is not None
             start, end = plan.since, plan.end
         else:  # metadata changes (status, send_time) until sent: re-export the trailing lookback and the schedule
@@ -166,7 +177,7 @@ class SmarterSendsCampaigns(Stream):
             reason = body.get("message") or "the response has no file.url"
             raise RetriableAPIError(
                 f"campaign export produced no download URL ({reason}); will export again at the next poll",
-                provider=PROVIDER, source=self.source_name, stream=self.name,
+                provider=NAME, source=self.source_name, stream=self.name,
             )
         # A pre-signed URL: no credentials to another host.
         rows = await self.client.request("GET", url, stream=self.name, parse=_array, authenticated=False)
@@ -174,7 +185,7 @@ class SmarterSendsCampaigns(Stream):
 
 
 class SmarterSendsUsage(Stream):
-    provider = PROVIDER
+    provider = NAME
     name = "usage"
     emits_events = False
     supports_backfill = False
@@ -182,11 +193,15 @@ class SmarterSendsUsage(Stream):
 
     def normalise_record(self, raw: Any, observed_at: datetime) -> list[UsageReport]:
         (start, end), report = raw
-        usage = normalise_usage(report, source=self.source_name, start_date=start, end_date=end, observed_at=observed_at)
-        for name, value in usage.metrics.items():
-            if value is not None:
-                metrics.USAGE_METRIC.labels(self.source_name, name).set(value)
-        return [usage]
+        return [normalise_usage(report, source=self.source_name, start_date=start, end_date=end, observed_at=observed_at)]
+
+    def after_commit(self, outputs: Sequence[Output]) -> None:
+        # The gauge shows the report on the topic: set once the transaction holding it committed.
+        for usage in outputs:
+            if isinstance(usage, UsageReport):
+                for name, value in usage.metrics.items():
+                    if value is not None:
+                        USAGE_METRIC.labels(self.source_name, name).set(value)
 
     def dlq_payload(self, raw: Any) -> Any:
         return raw[1]
@@ -202,7 +217,7 @@ def _usage_body(body: Any) -> dict[str, Any]:
 
 
 class SmarterSendsCalendar(Stream):
-    provider = PROVIDER
+    provider = NAME
     name = "calendar"
     emits_events = False
     supports_backfill = False
@@ -229,3 +244,16 @@ def _calendar_body(body: Any) -> list[Any]:
     if isinstance(body, dict) and isinstance(body.get("data"), list):
         return body["data"]
     return body_list(body, "the events list")
+
+
+class SmarterSendsSource(SourceBase):
+    provider: Literal["smartersends"]
+    api_key: SecretStr
+
+
+PROVIDER = Provider(
+    name=NAME,
+    config=SmarterSendsSource,
+    auth=BearerAuth(field="api_key"),
+    streams=(SmarterSendsCampaigns, SmarterSendsUsage, SmarterSendsCalendar),
+)

@@ -1,23 +1,27 @@
-"""SMTPeter events API (docs: providers/smtpeter-events.txt, fields: providers/smtpeter-event-fields.md)."""
+"""SMTPeter events API (API facts: docs/providers/smtpeter.md)."""
 
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
-from typing import Any, AsyncIterator, Mapping
+from typing import Annotated, Any, AsyncIterator, Literal, Mapping
 from urllib.parse import quote
 
 import orjson
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 
 from mailpulse.connectors.base import Page, Plan, Stream
+from mailpulse.connectors.cursors import PassKind, pass_start
 from mailpulse.connectors.errors import NormalisationError
 from mailpulse.connectors.pagination import DateWindowPaginator
+from mailpulse.connectors.provider import Provider, QueryParamAuth
 from mailpulse.connectors.providers._common import body_list, event_id_prefix, require_mapping, require_str, timestamp
+from mailpulse.sources import Model, SourceBase
 from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType
 
-__all__ = ["SMTPeterEvents", "normalise", "selector_path", "with_ordinals"]
+__all__ = ["PROVIDER", "SMTPeterSource", "SMTPeterSelector", "SMTPeterEvents", "normalise", "selector_path", "with_ordinals"]
 
-PROVIDER = "smtpeter"
-#: smtpeter-events.txt: day-granular start/end, end exclusive, at most one month per call; we ask one day at a time.
+NAME = "smtpeter"
+#: The API reference: day-granular start/end, end exclusive, at most one month per call; we ask one day at a time.
 WINDOW = timedelta(days=1)
 
 _EVENT_TYPES: Mapping[str, EventType] = {
@@ -75,13 +79,13 @@ def normalise(raw: Any, *, source: str, campaign_id: str, observed_at: datetime,
     attributes["smtpeter_event"] = name
     url = data.get("url") if type_ is EventType.CLICKED else None
     # The event's own content: re-reading a day yields the same ids. The bytes that
-    # make_event_id(PROVIDER, source, name, <sorted JSON of data>, ordinal) hashes, streamed.
-    h = event_id_prefix(PROVIDER, source, name)
+    # make_event_id(NAME, source, name, <sorted JSON of data>, ordinal) hashes, streamed.
+    h = event_id_prefix(NAME, source, name)
     h.update(_DUMPS(data, option=_SORT))
     h.update(b"\x1f" if ordinal is None else f"\x1f{ordinal}".encode())
     return EmailEvent(
         h.hexdigest(),
-        PROVIDER,
+        NAME,
         source,
         type_,
         occurred,
@@ -126,7 +130,7 @@ def _day(dt: datetime) -> datetime:
 
 
 class SMTPeterEvents(Stream):
-    provider = PROVIDER
+    provider = NAME
     name = "events"
     is_mutable = True  # a day keeps filling until it is over, and late events land in past days
 
@@ -147,19 +151,12 @@ class SMTPeterEvents(Stream):
 
     async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
         today = _day(plan.now)
-        first = _day(plan.now - self.lookback)
-        stored = timestamp(cursor["day"], "day") if cursor else None
-        if plan.kind == "poll":
-            start = max(first, stored) if stored else first
-            end = today + WINDOW
-        elif plan.kind == "backfill":
-            assert plan.since is not None
-            start = stored if stored else _day(plan.since)
-            end = min(_day(plan.end) + WINDOW, today + WINDOW)
-        else:
-            assert plan.since is not None
-            start = min(_day(plan.since), stored) if stored else _day(plan.since)
-            end = today + WINDOW
+        # One request per day and selector: a poll after a long outage stays inside the lookback
+        # (reconcile and backfill reach further back when asked to).
+        start = pass_start(plan.kind, self.cursor_time(cursor), _day(plan.window_start(self.lookback)), floor_at_window=True)
+        end = today + WINDOW
+        if plan.kind is PassKind.BACKFILL:
+            end = min(_day(plan.end) + WINDOW, end)
         windows = DateWindowPaginator(start, end, WINDOW)
         while not windows.finished:
             since, until = windows.current_value
@@ -171,3 +168,38 @@ class SMTPeterEvents(Stream):
                 done_day = min(until, today)
                 yield Page(with_ordinals(campaign_id, records), {"day": done_day.date().isoformat()} if last else None)
             windows.advance(None, ())
+
+
+class SMTPeterSelector(Model):
+    """One of ``{tags: [a, b]}`` or ``{template: ID}``."""
+
+    tags: list[str] | None = None
+    #: YAML reads a numeric template id as an int; it is an opaque id.
+    template: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "SMTPeterSelector":
+        if (self.tags is None) == (self.template is None):
+            raise ValueError("give exactly one of 'tags' (a list) or 'template' (an id)")
+        if self.tags is not None and (not self.tags or any(not t or ";" in t for t in self.tags)):
+            raise ValueError("'tags' must be a non-empty list of tags without ';'")
+        return self
+
+    @property
+    def campaign_id(self) -> str:
+        return f"tags:{';'.join(self.tags)}" if self.tags else f"template:{self.template}"
+
+
+class SMTPeterSource(SourceBase):
+    provider: Literal["smtpeter"]
+    access_token: SecretStr
+    selectors: list[SMTPeterSelector] = Field(min_length=1)
+
+
+# SMTPeter: the token is a query parameter, so it is in every URL (the log filter masks it).
+PROVIDER = Provider(
+    name=NAME,
+    config=SMTPeterSource,
+    auth=QueryParamAuth(param="access_token", field="access_token"),
+    streams=(SMTPeterEvents,),
+)

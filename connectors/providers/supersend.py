@@ -1,15 +1,19 @@
-"""SuperSend v2 events API (docs: providers/supersend-events.txt)."""
+"""SuperSend v2 events API (API facts: docs/providers/supersend.md)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Literal, Mapping
+
+from pydantic import Field, SecretStr
 
 from mailpulse.connectors.base import Output, Page, Plan, Stream
+from mailpulse.connectors.cursors import pass_start
 from mailpulse.connectors.errors import NormalisationError
 from mailpulse.connectors.pagination import OffsetPaginator
+from mailpulse.connectors.provider import BearerAuth, Provider
 from mailpulse.connectors.providers._common import body_dict, body_list, event_id_prefix, require_mapping, require_str, timestamp, utc_timestamp
 from mailpulse.topics.contracts import CAMPAIGNS
 from mailpulse.topics.events import (
@@ -21,12 +25,13 @@ from mailpulse.topics.events import (
     EventType,
     format_timestamp,
 )
+from mailpulse.sources import SourceBase
 from mailpulse.topics.records import CampaignMetadata
 
-__all__ = ["SuperSendEvents", "normalise"]
+__all__ = ["PROVIDER", "SuperSendSource", "SuperSendEvents", "normalise"]
 
-PROVIDER = "supersend"
-PAGE_SIZE = 100  # supersend-events.txt: limit max 100
+NAME = "supersend"
+PAGE_SIZE = 100  # the API reference: limit max 100
 #: A poll re-reads this much before the last window end: rows can land a little after their ``date``.
 OVERLAP = timedelta(minutes=10)
 
@@ -98,7 +103,7 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[Output]:
     email = contact.get("email")
     email = email.lower() if isinstance(email, str) and email else None
     attributes = _attributes(get, row_id)
-    prefix = event_id_prefix(PROVIDER, source, message_id)
+    prefix = event_id_prefix(NAME, source, message_id)
     message_id = str(message_id)
     # The row's own fact first, then its flags' (a flag repeating the own type adds nothing): the
     # order the events always had. A flag has no time of its own: when the row last changed.
@@ -107,7 +112,7 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[Output]:
     h.update(_FACT_BYTES[own])
     out: list[Output] = [
         EmailEvent(
-            h.hexdigest(), PROVIDER, source, own, date, observed_at, message_id, campaign_id, contact_id, email,
+            h.hexdigest(), NAME, source, own, date, observed_at, message_id, campaign_id, contact_id, email,
             _BOUNCE if own is _BOUNCED else None, None, attributes,
         )
     ]  # fmt: skip
@@ -117,7 +122,7 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[Output]:
             h.update(fact)
             out.append(
                 EmailEvent(
-                    h.hexdigest(), PROVIDER, source, type_, flagged, observed_at, message_id, campaign_id, contact_id, email,
+                    h.hexdigest(), NAME, source, type_, flagged, observed_at, message_id, campaign_id, contact_id, email,
                     _BOUNCE if type_ is _BOUNCED else None, None, attributes,
                 )
             )  # fmt: skip
@@ -126,7 +131,7 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[Output]:
         h.update(_FACT_BYTES[_UNSUBSCRIBED])
         out.append(
             EmailEvent(
-                h.hexdigest(), PROVIDER, source, _UNSUBSCRIBED, flagged, observed_at, message_id, campaign_id, contact_id, email,
+                h.hexdigest(), NAME, source, _UNSUBSCRIBED, flagged, observed_at, message_id, campaign_id, contact_id, email,
                 None, None, attributes,
             )
         )  # fmt: skip
@@ -165,7 +170,7 @@ def _attributes(get: Any, row_id: str) -> dict[str, Any]:
 @lru_cache(maxsize=4096)
 def _campaign(source: str, campaign_id: str, name: str | None, observed_at: datetime) -> CampaignMetadata:
     # Every row of a page repeats its campaign: one frozen value per (campaign, name, page).
-    return CampaignMetadata(source, PROVIDER, campaign_id, observed_at, name=name)
+    return CampaignMetadata(source, NAME, campaign_id, observed_at, name=name)
 
 
 def _page(body: Any) -> dict[str, Any]:
@@ -180,7 +185,7 @@ def _has_more(body: Any) -> bool:
 
 
 class SuperSendEvents(Stream):
-    provider = PROVIDER
+    provider = NAME
     name = "events"
     is_mutable = True  # rows gain opened/clicked flags and counters after their ``date``
     meta_topics = (CAMPAIGNS,)
@@ -192,15 +197,7 @@ class SuperSendEvents(Stream):
         return timestamp(cursor["end"], "end") if cursor else None
 
     async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
-        stored = timestamp(cursor["end"], "end") if cursor else None
-        if plan.kind == "poll":
-            start = stored - OVERLAP if stored else plan.now - self.lookback
-        elif plan.kind == "backfill":
-            assert plan.since is not None
-            start = stored if stored else plan.since
-        else:
-            assert plan.since is not None
-            start = min(plan.since, stored) if stored else plan.since
+        start = pass_start(plan.kind, self.cursor_time(cursor), plan.window_start(self.lookback), overlap=OVERLAP)
         # The window's end is fixed now: rows arriving during the pass cannot shift the offsets.
         end = plan.end
         base: dict[str, Any] = {"start_date": format_timestamp(start), "end_date": format_timestamp(end), "limit": PAGE_SIZE}
@@ -214,3 +211,13 @@ class SuperSendEvents(Stream):
                 pages.advance(body, records)
                 yield Page(records)
         yield Page((), {"end": format_timestamp(end)})
+
+
+class SuperSendSource(SourceBase):
+    provider: Literal["supersend"]
+    api_key: SecretStr
+    team_id: str | None = None
+    channels: list[str] = Field(default_factory=lambda: ["email"], min_length=1)
+
+
+PROVIDER = Provider(name=NAME, config=SuperSendSource, auth=BearerAuth(field="api_key"), streams=(SuperSendEvents,))

@@ -1,4 +1,4 @@
-"""SmartCQ simulator: ``GET /api/v1/sends`` and ``/api/v1/contacts`` (docs: providers/smartcq-*.txt, in Italian).
+"""SmartCQ simulator: ``GET /api/v1/sends`` and ``/api/v1/contacts`` (API facts: docs/providers/smartcq.md).
 
 Every send carries its whole future from the start (when it is sent,
 delivered, opened, ...); what the API shows is that life cut at the simulated
@@ -63,8 +63,8 @@ EMAIL_STATUSES = ("active", "unsubscribed", "bounced", "complained", "suppressed
 STAGES = ("lead", "prospect", "customer", "ex_customer")
 #: Two campaigns launched at the same instant: together more than the 500 a page can hold.
 GIANT_RUN_SIZES = (320, 290)
-SENDS_LIMIT = (1, 500, 100)  # min, max, default: smartcq-sends.txt
-CONTACTS_LIMIT = (1, 200, 50)  # smartcq-contacts.txt
+SENDS_LIMIT = (1, 500, 100)  # min, max, default: the API reference
+CONTACTS_LIMIT = (1, 200, 50)  # the API reference
 
 _FIRST = ("Mario", "Giulia", "Luca", "Francesca", "Marco", "Chiara", "Andrea", "Sara", "Paolo", "Elena", "Davide", "Anna")
 _LAST = ("Rossi", "Bianchi", "Russo", "Ferrari", "Esposito", "Romano", "Colombo", "Ricci", "Marino", "Greco")

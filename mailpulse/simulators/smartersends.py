@@ -1,4 +1,4 @@
-"""SmarterSends simulator: campaign export, conversations usage, calendar events (docs: providers/smartersends-api.txt).
+"""SmarterSends simulator: campaign export, conversations usage, calendar events (API facts: docs/providers/smartersends.md).
 
 The campaign export is answered at once with file metadata and a temporary
 URL on this server (``/_files/exports/...``) that serves the generated file

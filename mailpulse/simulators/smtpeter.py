@@ -1,4 +1,4 @@
-"""SMTPeter simulator: ``GET /v1/events/{messageid|email|template|tags}/{value}`` (docs: providers/smtpeter-*).
+"""SMTPeter simulator: ``GET /v1/events/{messageid|email|template|tags}/{value}`` (API facts: docs/providers/smtpeter.md).
 
 Events have no ids, only ``data.id`` (the message id) and a time to the
 second, so identical duplicates exist (a few opens are logged twice in the same

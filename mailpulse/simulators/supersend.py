@@ -1,4 +1,4 @@
-"""SuperSend simulator: ``GET /v2/events`` (docs: providers/supersend-events.txt).
+"""SuperSend simulator: ``GET /v2/events`` (API facts: docs/providers/supersend.md).
 
 Rows are listed newest first by ``date``, so rows created while a client pages
 with ``offset`` push older rows down: a client must fix the window's end when
@@ -60,7 +60,7 @@ EVENT_TYPES = (
     "follow", "unfollow", "like", "connection_request", "move_contact", "http_api_request",
 )  # fmt: skip
 CHANNELS = ("email", "linkedin", "twitter", "text", "call", "instagram", "tiktok", "email_warm", "task", "move_contact", "http_api")
-LIMIT = (1, 100, 50)  # min, max, default: supersend-events.txt
+LIMIT = (1, 100, 50)  # min, max, default: the API reference
 TEAM_IDS = ("sim-team-eu", "sim-team-us")
 
 _SUBJECTS = ("Quick question about {c}", "Following up on our conversation", "Ideas for {c}", "Last note from us")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import orjson
 import pytest
@@ -13,6 +14,7 @@ from mailpulse.connectors.http import RetryPolicy
 from mailpulse.connectors.runner import SourceRunner
 from mailpulse.connectors.state import scan_topic
 from mailpulse.config import Config
+from mailpulse.simulators import Simulator, SimulatorConfig, serve_simulators
 from mailpulse.topics.contracts import TopicSpec, topic_name
 
 #: Tests never wait long on a retry.
@@ -61,6 +63,59 @@ async def read_topic(bootstrap: str, prefix: str, spec: TopicSpec, *, isolation:
 def facts(records: list[Record]) -> list[tuple[str, str]]:
     """(message_id, type) of every event record."""
     return [(r.value["message_id"], r.value["type"]) for r in records if r.value is not None]
+
+
+@dataclass
+class RunningSource:
+    """One source's poller, started against its simulator and the session's broker."""
+
+    sim: Simulator
+    config: Config
+    runner: SourceRunner
+    bootstrap: str
+    prefix: str
+    provider: str
+    streams: tuple[str, ...] | None
+
+    async def read(self, spec: TopicSpec) -> list[Record]:
+        return await read_topic(self.bootstrap, self.prefix, spec)
+
+    async def restart(self) -> SourceRunner:
+        """Close the poller and start a new one, as a restarted process would (state read back from Kafka)."""
+        await self.runner.close()
+        self.runner = runner_for(self.config, self.provider, self.sim, streams=self.streams)
+        await self.runner.start()
+        return self.runner
+
+
+RunningSourceFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def running_source(kafka: Any, topic_prefix: str) -> RunningSourceFactory:
+    """``async with running_source(provider, seed, size) as src:`` a started ``SourceRunner`` (``src.runner``)
+    polling a simulator of ``provider`` (``src.sim``); closed on the way out.
+
+    ``streams`` limits the source to those streams; ``settings`` sets simulator settings before it serves.
+    """
+
+    @asynccontextmanager
+    async def start(
+        provider: str, seed: int, size: int, *, streams: tuple[str, ...] | None = None, settings: dict[str, Any] | None = None
+    ) -> AsyncIterator[RunningSource]:
+        sim = Simulator(SimulatorConfig(seed=seed, size=size))
+        for key, value in (settings or {}).items():
+            setattr(sim.settings, key, value)
+        async with serve_simulators(sim, providers=(provider,)) as urls:
+            config = make_config(kafka.bootstrap, topic_prefix, urls, (provider,))
+            src = RunningSource(sim, config, runner_for(config, provider, sim, streams=streams), kafka.bootstrap, topic_prefix, provider, streams)
+            await src.runner.start()
+            try:
+                yield src
+            finally:
+                await src.runner.close()
+
+    return start
 
 
 @pytest.fixture

@@ -132,3 +132,22 @@ async def test_a_record_of_an_unforeseen_shape_goes_to_the_dlq_instead_of_stalli
     body = orjson.loads(letter.value)
     assert body["reason"].startswith("unexpected record shape: TypeError: ") and body["raw"]["id"] == "r2"
     assert [orjson.loads(r.value)["message_id"] for r in pub.topic("events.v1")] == ["m1", "m3"]
+
+
+async def test_after_commit_sees_a_batch_only_once_its_transaction_committed():
+    seen: list[list[str]] = []
+
+    class Watched(ListStream):
+        def after_commit(self, outputs: Any) -> None:
+            seen.append([o.message_id for o in outputs])
+
+    pub = MemoryPublisher(fail_times=1)
+    r = runner(Watched([[{"id": "a"}, {"id": "b"}]]), pub)
+    with pytest.raises(RuntimeError):
+        await r.run_pass(Plan("poll", NOW))
+    assert seen == []
+    await r.run_pass(Plan("poll", NOW))
+    assert seen == [["a", "b"]]
+    # Nothing new to commit: what was read is on the topic already, so the hook still sees it.
+    await r.run_pass(Plan("poll", NOW))
+    assert seen == [["a", "b"], ["a", "b"]]

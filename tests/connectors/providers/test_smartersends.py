@@ -51,3 +51,21 @@ def test_calendar_entries_normalise_or_name_the_bad_field():
             assert exc.reason.split(":")[0] in {"id", "start_date", "repeat_type"}
             bad += 1
     assert good
+
+
+def test_the_usage_gauge_moves_after_the_commit_not_while_normalising():
+    from prometheus_client import REGISTRY
+
+    from mailpulse.connectors.providers.smartersends import SmarterSendsUsage
+
+    class Source:
+        name = "gauge-acme"
+        lookback = None
+
+    stream = SmarterSendsUsage(Source(), client=None)  # type: ignore[arg-type]
+    body = load("smartersends", "conversations.json")
+    labels = {"source": "gauge-acme", "metric": "total_conversations"}
+    outputs = stream.normalise_record((("2026-10-05", "2026-11-04"), body), OBSERVED)
+    assert REGISTRY.get_sample_value("mailpulse_smartersends_conversations", labels) is None
+    stream.after_commit(outputs)
+    assert REGISTRY.get_sample_value("mailpulse_smartersends_conversations", labels) == body["metrics"]["total_conversations"]

@@ -9,8 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from mailpulse.simulators import Simulator, SimulatorConfig, serve_simulators
-from tests.connectors.conftest import make_config, read_topic, runner_for
+from mailpulse.simulators import Simulator
 from mailpulse.topics.contracts import EVENTS
 from mailpulse.topics.events import format_timestamp, parse_timestamp
 
@@ -43,35 +42,29 @@ def published(records: list[Any]) -> Counter[tuple[str, str, str, str]]:
     return Counter((r.value["message_id"], r.value["type"], r.value["occurred_at"], r.value["campaign_id"]) for r in records)
 
 
-async def test_day_windows_publish_every_event_once_and_rereads_publish_nothing(kafka, topic_prefix):
-    sim = Simulator(SimulatorConfig(seed=5, size=1500))
-    async with serve_simulators(sim, providers=("smtpeter",)) as urls:
-        config = make_config(kafka.bootstrap, topic_prefix, urls, ("smtpeter",))
-        runner = runner_for(config, "smtpeter", sim)
-        await runner.start()
-        try:
-            since = (sim.now - timedelta(days=7)).date().isoformat()
-            truth = expected(sim, since)
-            assert sum(truth.values()) > 1000
-            await runner.run_once("poll")
-            events = await read_topic(kafka.bootstrap, topic_prefix, EVENTS)
-            assert published(events) == truth
-            assert len({e.value["event_id"] for e in events}) == len(events)
-            # Identical events (a pixel fetched twice in one second) are two facts, not one.
-            assert any(n > 1 for n in truth.values())
-            failures = [e.value for e in events if e.value["attributes"].get("smtpeter_event") == "failure"]
-            assert failures and all(f["bounce"]["kind"] in ("hard", "soft") for f in failures)
-            # The access token never reaches the request log unmasked (the simulator masks it; we check our side too).
-            assert all(q.get("access_token") in (None, "***") for (_, _, _, q, _) in [r[:5] for r in sim.request_log])
+async def test_day_windows_publish_every_event_once_and_rereads_publish_nothing(running_source):
+    async with running_source("smtpeter", seed=5, size=1500) as src:
+        sim, runner = src.sim, src.runner
+        since = (sim.now - timedelta(days=7)).date().isoformat()
+        truth = expected(sim, since)
+        assert sum(truth.values()) > 1000
+        await runner.run_once("poll")
+        events = await src.read(EVENTS)
+        assert published(events) == truth
+        assert len({e.value["event_id"] for e in events}) == len(events)
+        # Identical events (a pixel fetched twice in one second) are two facts, not one.
+        assert any(n > 1 for n in truth.values())
+        failures = [e.value for e in events if e.value["attributes"].get("smtpeter_event") == "failure"]
+        assert failures and all(f["bounce"]["kind"] in ("hard", "soft") for f in failures)
+        # The access token never reaches the request log unmasked (the simulator masks it; we check our side too).
+        assert all(q.get("access_token") in (None, "***") for (_, _, _, q, _) in [r[:5] for r in sim.request_log])
 
-            # Re-reading today's (and every) day publishes nothing new.
-            assert (await runner.run_once("poll"))["events"].events == 0
-            assert (await runner.run_once("reconcile"))["events"].events == 0
+        # Re-reading today's (and every) day publishes nothing new.
+        assert (await runner.run_once("poll"))["events"].events == 0
+        assert (await runner.run_once("reconcile"))["events"].events == 0
 
-            # The clock moves on: new events for today and the next days arrive, each once.
-            sim.advance(timedelta(hours=30))
-            await runner.run_once("poll")
-            events = await read_topic(kafka.bootstrap, topic_prefix, EVENTS)
-            assert published(events) == expected(sim, since)
-        finally:
-            await runner.close()
+        # The clock moves on: new events for today and the next days arrive, each once.
+        sim.advance(timedelta(hours=30))
+        await runner.run_once("poll")
+        events = await src.read(EVENTS)
+        assert published(events) == expected(sim, since)
