@@ -174,6 +174,8 @@ class _Batch:
     changes: dict[tuple[str, str], bytes | None] = field(default_factory=dict)
     dlq: set[bytes] = field(default_factory=set)
     n_events: int = 0
+    #: Events by type (EventType values): the published-events metric's type label.
+    n_by_type: dict[str, int] = field(default_factory=dict)
     n_dlq: int = 0
     n_meta: dict[str, int] = field(default_factory=dict)
     cursor: Any = None
@@ -319,6 +321,7 @@ class StreamRunner:
         events_topic = self._topics[EVENTS.name]
         append = batch.records.append
         dups = metrics.DUPLICATES_SKIPPED.labels(*self.labels)
+        by_type = batch.n_by_type
         for out in outputs:
             if type(out) is EmailEvent:
                 eid = out.event_id
@@ -329,6 +332,8 @@ class StreamRunner:
                 pending[eid] = out.occurred_at.timestamp()
                 append(OutRecord(events_topic, out.key.encode(), encode_event(out)))
                 batch.n_events += 1
+                t = out.type.value
+                by_type[t] = by_type.get(t, 0) + 1
                 continue
             if isinstance(out, Tombstone):
                 spec, key, value_dict = out.spec, out.key, None
@@ -372,7 +377,8 @@ class StreamRunner:
         result.events += batch.n_events
         result.dlq += batch.n_dlq
         result.meta += sum(batch.n_meta.values())
-        metrics.EVENTS_PUBLISHED.labels(*self.labels).inc(batch.n_events)
+        for event_type, n in batch.n_by_type.items():
+            metrics.EVENTS_PUBLISHED.labels(*self.labels, event_type).inc(n)
         if batch.n_dlq:
             metrics.DLQ_RECORDS.labels(*self.labels).inc(batch.n_dlq)
         for topic, n in batch.n_meta.items():

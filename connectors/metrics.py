@@ -32,7 +32,11 @@ REQUESTS = Counter(
 )
 RETRIES = Counter("mailpulse_connector_retries", "Requests retried, by reason (status code, timeout, connect, malformed)", (*_S, "reason"))
 RECORDS_READ = Counter("mailpulse_connector_records_read", "Raw provider records read", _S)
-EVENTS_PUBLISHED = Counter("mailpulse_connector_events_published", "Email events committed to the events topic", _S)
+EVENTS_PUBLISHED = Counter(
+    "mailpulse_connector_events_published",
+    "Email events committed to the events topic, by event type (the EventType values: a bounded set)",
+    (*_S, "type"),
+)
 RECORDS_PUBLISHED = Counter(
     "mailpulse_connector_records_published", "Metadata records committed (campaigns, contacts, usage, calendar)", (*_S, "topic")
 )
