@@ -1,6 +1,6 @@
 """One typed, frozen config object, built once from a YAML file and passed down.
 
-    kafka:   {bootstrap_servers, topic_prefix, replication_factor}
+    kafka:   {bootstrap_servers, topic_prefix, replication_factor, security_protocol, sasl_*, ssl_*}
     worker:  {web_port, data_dir, ...}
     sources: [{name, provider, base_url, <provider keys>, poll_interval, lookback, reconcile_interval}]
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -27,6 +28,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -85,6 +87,19 @@ class KafkaConfig(_Model):
     topic_prefix: str = ""
     #: Replication factor for topics mailpulse creates; None: min(3, brokers).
     replication_factor: int | None = Field(default=None, ge=1)
+    #: How every client (pollers, topics create, worker) connects; see docs/kafka-security.md.
+    #: Fields are validated in this order, so each check sees the ones above it.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(default=None, validate_default=True)
+    sasl_username: str | None = Field(default=None, validate_default=True)
+    #: Normally ``${VAR}``; masked everywhere.
+    sasl_password: SecretStr | None = Field(default=None, validate_default=True)
+    #: PEM CA bundle that signed the brokers' certificates (default: the system's CAs).
+    ssl_cafile: Path | None = None
+    #: Client certificate and its unencrypted private key (PEM), for mutual TLS.
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = Field(default=None, validate_default=True)
+    ssl_check_hostname: bool = True
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -101,6 +116,81 @@ class KafkaConfig(_Model):
         if value and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
             raise ValueError("may hold only letters, digits, '.', '_' and '-'")
         return value
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @field_validator("sasl_mechanism", "sasl_username", "sasl_password")
+    @classmethod
+    def _sasl(cls, value: Any, info: ValidationInfo) -> Any:
+        protocol = info.data.get("security_protocol")
+        if protocol is None:
+            return value  # security_protocol itself is invalid: reported there
+        if value is None and protocol.startswith("SASL_"):
+            what = {
+                "sasl_mechanism": "a mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)",
+                "sasl_username": "the SASL user name",
+                "sasl_password": "the password, normally as ${ENV_VAR}",
+            }[info.field_name or "sasl_mechanism"]
+            raise ValueError(f"required with security_protocol {protocol}: give {what}")
+        if value is not None and not protocol.startswith("SASL_"):
+            raise ValueError(f"only used with security_protocol SASL_SSL or SASL_PLAINTEXT (it is {protocol})")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        if isinstance(value, SecretStr) and not value.get_secret_value():
+            raise ValueError("must not be empty (is the environment variable set?)")
+        return value
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _tls_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        protocol = info.data.get("security_protocol")
+        name = info.field_name
+        if name == "ssl_keyfile" and "ssl_certfile" in info.data:
+            certfile = info.data["ssl_certfile"]
+            if certfile is not None and value is None:
+                raise ValueError("required with ssl_certfile: mutual TLS needs the certificate's private key")
+            if certfile is None and value is not None:
+                raise ValueError("needs ssl_certfile too (mutual TLS: the client certificate)")
+        if value is None:
+            return None
+        if protocol is not None and protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(f"only used with security_protocol SSL or SASL_SSL (it is {protocol})")
+        _readable_file(value)
+        if name == "ssl_cafile":
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(f"{value} holds no usable PEM CA certificate ({_ssl_reason(exc)})") from None
+        if name == "ssl_keyfile" and info.data.get("ssl_certfile") is not None:
+            certfile = info.data["ssl_certfile"]
+            try:
+                # An encrypted key would make OpenSSL prompt on the terminal: answer with no password.
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(str(certfile), str(value), password=lambda: b"")
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(
+                    f"cannot use {value} with ssl_certfile {certfile}: not an unencrypted PEM private key "
+                    f"matching that certificate ({_ssl_reason(exc)})"
+                ) from None
+        return value
+
+
+def _readable_file(path: Path) -> None:
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{path} is not readable by this user")
+
+
+def _ssl_reason(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc).replace("\n", " ")
 
 
 class WorkerConfig(_Model):
