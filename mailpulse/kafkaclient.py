@@ -1,0 +1,234 @@
+"""How every Kafka client of mailpulse connects: one function builds the settings from ``kafka:``.
+
+``kafka_client_settings(kafka)`` returns the keyword arguments of every
+``AIOKafkaProducer``, ``AIOKafkaConsumer`` and ``AIOKafkaAdminClient`` the
+project opens (bootstrap servers, security protocol, SASL mechanism and
+credentials, TLS context); ``faust_credentials(kafka)`` turns the same settings
+into Faust's ``broker_credentials``, which Faust passes to its consumer, its
+producers and the client it creates topics with. A test fails if a client is
+built anywhere in the package without going through here.
+
+aiokafka reports a refused password or an unknown CA only as "Unable to
+bootstrap from [...]" (the cause is in a log line). ``check_kafka`` connects
+once the same way, and ``start_client`` runs it when a client fails to start:
+either raises ``KafkaAccessError`` with one line saying what failed (servers,
+protocol, mechanism and user; never the password).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any, Union
+
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    IllegalSaslStateError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+)
+
+from mailpulse.config import KafkaConfig
+from mailpulse.errors import ConfigError, MailpulseError
+
+__all__ = [
+    "KafkaAccessError",
+    "KafkaTarget",
+    "as_kafka_config",
+    "check_kafka",
+    "describe_access_failure",
+    "faust_credentials",
+    "kafka_client_settings",
+    "start_client",
+]
+
+#: A ``kafka:`` config, or a bare bootstrap string (PLAINTEXT: dev brokers and tests).
+KafkaTarget = Union[KafkaConfig, str]
+
+
+class KafkaAccessError(MailpulseError):
+    """Kafka could not be reached, or refused the TLS handshake or the credentials. One line."""
+
+
+def as_kafka_config(target: KafkaTarget) -> KafkaConfig:
+    return target if isinstance(target, KafkaConfig) else KafkaConfig(bootstrap_servers=target)
+
+
+def _ssl_context(kafka: KafkaConfig) -> ssl.SSLContext | None:
+    if not kafka.uses_ssl:
+        return None
+    from aiokafka.helpers import create_ssl_context
+
+    try:
+        context = create_ssl_context(
+            cafile=kafka.ssl_cafile,
+            certfile=kafka.ssl_certfile,
+            keyfile=kafka.ssl_keyfile,
+            password=lambda: b"",  # never prompt on a terminal for an encrypted key
+        )
+    except (ssl.SSLError, OSError) as exc:
+        # The files were checked when the config was loaded; they changed since.
+        raise ConfigError(f"kafka.ssl_*: cannot build the TLS context: {exc}") from None
+    context.check_hostname = kafka.ssl_check_hostname
+    return context
+
+
+def kafka_client_settings(target: KafkaTarget) -> dict[str, Any]:
+    """aiokafka keyword arguments for any client: ``AIOKafkaProducer(**kafka_client_settings(kafka), ...)``."""
+    kafka = as_kafka_config(target)
+    settings: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    context = _ssl_context(kafka)
+    if context is not None:
+        settings["ssl_context"] = context
+    if kafka.uses_sasl:
+        assert kafka.sasl_password is not None  # validated with the config
+        settings["sasl_mechanism"] = kafka.sasl_mechanism
+        settings["sasl_plain_username"] = kafka.sasl_username
+        settings["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+    return settings
+
+
+def faust_credentials(target: KafkaTarget) -> Any:
+    """Faust's ``broker_credentials`` for the same settings (None for PLAINTEXT).
+
+    faust-streaming 0.15.3 (transport/drivers/aiokafka.py,
+    ``credentials_to_aiokafka_auth``) turns these into the same aiokafka
+    arguments for its consumer, its producers and its topic-creating client.
+    """
+    import faust
+
+    settings = kafka_client_settings(target)
+    protocol = settings["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(settings["ssl_context"])
+    # SASL_SSL when ssl_context is given, SASL_PLAINTEXT otherwise.
+    return faust.SASLCredentials(
+        username=settings["sasl_plain_username"],
+        password=settings["sasl_plain_password"],
+        ssl_context=settings.get("ssl_context"),
+        mechanism=settings["sasl_mechanism"],
+    )
+
+
+# ---------------------------------------------------------------------------
+# Failures, as one line
+
+
+def _hosts(bootstrap: str) -> list[tuple[str, int]]:
+    out = []
+    for part in bootstrap.split(","):
+        host, _, port = part.strip().rpartition(":")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def _who(kafka: KafkaConfig) -> str:
+    if kafka.uses_sasl:
+        return f"{kafka.security_protocol}, {kafka.sasl_mechanism}, user {kafka.sasl_username!r}"
+    return kafka.security_protocol
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def describe_access_failure(kafka: KafkaConfig, exc: BaseException) -> str:
+    """One line saying why connecting to ``kafka`` failed with ``exc``; never the password."""
+    servers = kafka.bootstrap_servers
+    where = f"Kafka at {servers} ({_who(kafka)})"
+    if isinstance(exc, (SaslAuthenticationFailed, AuthenticationFailedError, IllegalSaslStateError)):
+        detail = _one_line(exc.args[0]) if exc.args and exc.args[0] else type(exc).__name__
+        return (
+            f"Kafka authentication failed: {where} refused the credentials ({detail}); "
+            "check kafka.sasl_username, kafka.sasl_password and kafka.sasl_mechanism"
+        )
+    if isinstance(exc, UnsupportedSaslMechanismError):
+        return f"Kafka authentication refused: {where}: {_one_line(exc)}; set kafka.sasl_mechanism to an enabled one"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = _one_line(exc.verify_message or exc.reason or exc)
+        if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
+            hint = (
+                "connect with a name the certificate lists (bootstrap_servers), "
+                "or turn off kafka.ssl_check_hostname (not recommended)"
+            )
+        elif kafka.ssl_cafile is None:
+            hint = "set kafka.ssl_cafile to the CA that signed the brokers' certificates"
+        else:
+            hint = f"kafka.ssl_cafile ({kafka.ssl_cafile}) is not the CA that signed the brokers' certificates"
+        return f"Kafka TLS failed: the certificate of {where} could not be verified (certificate verify failed: {reason}); {hint}"
+    if isinstance(exc, ssl.SSLError):
+        reason = _one_line(exc.reason or exc)
+        return (
+            f"Kafka TLS handshake failed with {where} ({reason}): is it a TLS listener, "
+            "and does it ask for a client certificate (kafka.ssl_certfile, kafka.ssl_keyfile)?"
+        )
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"{where} did not answer in time: is security_protocol the one of that listener, and is the host reachable?"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"cannot reach {where}: connection refused (is the broker running, is the port right?)"
+    if isinstance(exc, OSError):
+        return f"cannot reach {where}: {_one_line(exc.strerror or exc)}"
+    if isinstance(exc, KafkaError):
+        return f"cannot connect to {where}: {type(exc).__name__}: {_one_line(exc)}"
+    return f"cannot connect to {where}: {type(exc).__name__}: {_one_line(exc)}"
+
+
+#: The failures that say most about what to fix come first.
+_RANK = (
+    (SaslAuthenticationFailed, AuthenticationFailedError, IllegalSaslStateError, UnsupportedSaslMechanismError),
+    (ssl.SSLError,),
+    (asyncio.TimeoutError,),
+)
+
+
+def _rank(exc: BaseException) -> int:
+    for i, kinds in enumerate(_RANK):
+        if isinstance(exc, kinds):
+            return i
+    return len(_RANK)
+
+
+async def check_kafka(target: KafkaTarget, timeout_s: float = 20.0) -> None:
+    """Connect to the bootstrap servers once (TCP, TLS handshake, SASL); raise ``KafkaAccessError`` if none accepts."""
+    from aiokafka.conn import create_conn
+
+    kafka = as_kafka_config(target)
+    settings = kafka_client_settings(kafka)
+    settings.pop("bootstrap_servers")
+    failures: list[BaseException] = []
+    for host, port in _hosts(kafka.bootstrap_servers):
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(host, port, request_timeout_ms=int(timeout_s * 1000), **settings), timeout_s + 1
+            )
+        except (OSError, KafkaError, asyncio.TimeoutError, ValueError) as exc:
+            failures.append(exc)
+            continue
+        conn.close()
+        return
+    worst = min(failures, key=_rank)
+    raise KafkaAccessError(describe_access_failure(kafka, worst))
+
+
+async def start_client(client: Any, target: KafkaTarget) -> None:
+    """``await client.start()``; when it cannot bootstrap, say why in one line (``KafkaAccessError``)."""
+    try:
+        await client.start()
+    except (KafkaConnectionError, ssl.SSLError) as exc:
+        close = getattr(client, "stop", None) or getattr(client, "close", None)
+        try:
+            await close()
+        except Exception:  # noqa: BLE001 - a half-started client; the start failure is what matters
+            pass
+        try:
+            await check_kafka(target)
+        except KafkaAccessError as diagnosed:
+            raise diagnosed from None
+        raise exc
