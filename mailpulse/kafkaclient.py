@@ -52,6 +52,10 @@ class KafkaAccessError(MailpulseError):
     """Kafka could not be reached, or refused the TLS handshake or the credentials. One line."""
 
 
+class _ClosedOnFirstRequest(KafkaError):
+    """Connected, but the broker hung up on the first request (e.g. no SASL where the listener wants it)."""
+
+
 def as_kafka_config(target: KafkaTarget) -> KafkaConfig:
     return target if isinstance(target, KafkaConfig) else KafkaConfig(bootstrap_servers=target)
 
@@ -150,7 +154,17 @@ def describe_access_failure(kafka: KafkaConfig, exc: BaseException) -> str:
             "check kafka.sasl_username, kafka.sasl_password and kafka.sasl_mechanism"
         )
     if isinstance(exc, UnsupportedSaslMechanismError):
-        return f"Kafka authentication refused: {where}: {_one_line(exc)}; set kafka.sasl_mechanism to an enabled one"
+        return (
+            f"Kafka authentication refused: {where} does not enable SASL mechanism {kafka.sasl_mechanism} "
+            "on that listener; set kafka.sasl_mechanism to one it enables"
+        )
+    if isinstance(exc, _ClosedOnFirstRequest):
+        hint = (
+            "the listener probably expects SASL (security_protocol SASL_SSL or SASL_PLAINTEXT)"
+            if not kafka.uses_sasl
+            else "is security_protocol the one of that listener?"
+        )
+        return f"Kafka refused the connection: {where} closed it on the first request; {hint}"
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = _one_line(exc.verify_message or exc.reason or exc)
         if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
@@ -173,10 +187,15 @@ def describe_access_failure(kafka: KafkaConfig, exc: BaseException) -> str:
         return f"{where} did not answer in time: is security_protocol the one of that listener, and is the host reachable?"
     if isinstance(exc, ConnectionRefusedError):
         return f"cannot reach {where}: connection refused (is the broker running, is the port right?)"
-    if isinstance(exc, OSError):
-        return f"cannot reach {where}: {_one_line(exc.strerror or exc)}"
-    if isinstance(exc, KafkaError):
-        return f"cannot connect to {where}: {type(exc).__name__}: {_one_line(exc)}"
+    if isinstance(exc, (OSError, KafkaConnectionError)):
+        # A TLS client at a plain listener, or a plain client at a TLS one: the peer hangs up.
+        hint = (
+            "is it a TLS listener? (security_protocol SSL or SASL_SSL expects one)"
+            if kafka.uses_ssl
+            else "the listener probably expects TLS (security_protocol SSL or SASL_SSL)"
+        )
+        reason = _one_line(getattr(exc, "strerror", None) or exc) or type(exc).__name__
+        return f"cannot connect to {where}: {reason}; {hint}"
     return f"cannot connect to {where}: {type(exc).__name__}: {_one_line(exc)}"
 
 
@@ -184,7 +203,7 @@ def describe_access_failure(kafka: KafkaConfig, exc: BaseException) -> str:
 _RANK = (
     (SaslAuthenticationFailed, AuthenticationFailedError, IllegalSaslStateError, UnsupportedSaslMechanismError),
     (ssl.SSLError,),
-    (asyncio.TimeoutError,),
+    (_ClosedOnFirstRequest, asyncio.TimeoutError),
 )
 
 
@@ -198,6 +217,7 @@ def _rank(exc: BaseException) -> int:
 async def check_kafka(target: KafkaTarget, timeout_s: float = 20.0) -> None:
     """Connect to the bootstrap servers once (TCP, TLS handshake, SASL); raise ``KafkaAccessError`` if none accepts."""
     from aiokafka.conn import create_conn
+    from aiokafka.protocol.metadata import MetadataRequest
 
     kafka = as_kafka_config(target)
     settings = kafka_client_settings(kafka)
@@ -211,7 +231,13 @@ async def check_kafka(target: KafkaTarget, timeout_s: float = 20.0) -> None:
         except (OSError, KafkaError, asyncio.TimeoutError, ValueError) as exc:
             failures.append(exc)
             continue
-        conn.close()
+        try:
+            await asyncio.wait_for(conn.send(MetadataRequest([])), timeout_s)
+        except (KafkaError, asyncio.TimeoutError, OSError):
+            failures.append(_ClosedOnFirstRequest())
+            continue
+        finally:
+            conn.close()
         return
     worst = min(failures, key=_rank)
     raise KafkaAccessError(describe_access_failure(kafka, worst))

@@ -25,7 +25,7 @@ from typing import Any
 import faust
 
 from mailpulse.config import Config
-from mailpulse.kafkaclient import faust_credentials, kafka_client_settings, start_client
+from mailpulse.kafkaclient import check_kafka, faust_credentials, kafka_client_settings, start_client
 from mailpulse.streams.aggregates import PartitionView
 from mailpulse.streams.kafka_compat import patch_read_committed
 from mailpulse.streams.metrics import WorkerMetrics
@@ -203,6 +203,7 @@ async def ensure_internal_topics(streams: Streams, timeout_s: float = 30.0) -> l
     }
     for table in streams.tables.values():
         wanted[table.changelog_topic_name] = {"cleanup.policy": "compact"}
+    await check_kafka(config.kafka)  # a refused password or unknown CA: one line, before Faust starts
     admin = AIOKafkaAdminClient(**kafka_client_settings(config.kafka), request_timeout_ms=int(timeout_s * 1000))
     await start_client(admin, config.kafka)
     try:

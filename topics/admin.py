@@ -11,7 +11,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from mailpulse.errors import MailpulseError
-from mailpulse.kafkaclient import KafkaTarget, kafka_client_settings, start_client
+from mailpulse.kafkaclient import KafkaTarget, check_kafka, kafka_client_settings, start_client
 from mailpulse.topics.contracts import TOPICS, TopicSpec, topic_name
 
 __all__ = ["TopicsError", "Drift", "TopicsReport", "ensure_topics", "describe_drift"]
@@ -59,6 +59,7 @@ async def ensure_topics(
     policy change can delete data, so an operator decides.
     """
     specs = list(specs)
+    await check_kafka(kafka)  # a refused password or unknown CA: one line, before aiokafka logs its retries
     admin = AIOKafkaAdminClient(**kafka_client_settings(kafka), request_timeout_ms=30000)
     await start_client(admin, kafka)
     try:
