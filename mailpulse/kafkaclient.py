@@ -18,6 +18,7 @@ protocol, mechanism and user; never the password).
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from typing import Any, Union
 
@@ -43,6 +44,9 @@ __all__ = [
     "kafka_client_settings",
     "start_client",
 ]
+
+# aiokafka logs "Loading SSL CA from ..." at INFO for every client it builds a context for.
+logging.getLogger("aiokafka.helpers").setLevel(logging.WARNING)
 
 #: A ``kafka:`` config, or a bare bootstrap string (PLAINTEXT: dev brokers and tests).
 KafkaTarget = Union[KafkaConfig, str]

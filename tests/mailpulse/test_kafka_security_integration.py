@@ -55,14 +55,14 @@ def _cli(*args: str, password: str, timeout: float = 120) -> subprocess.Complete
 
 
 def _one_clear_line(result: subprocess.CompletedProcess[str], command: str, secret: str) -> str:
-    """Exit 2, no traceback, no secret, and stderr ends with exactly one mailpulse error line."""
+    """Exit 2, no traceback, no secret, and stderr is exactly one mailpulse error line."""
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
     assert "Traceback" not in output, output
     assert secret not in output
     mine = [line for line in result.stderr.splitlines() if line.startswith(f"mailpulse {command}: ")]
     assert len(mine) == 1, result.stderr
-    assert result.stderr.strip().splitlines()[-1] == mine[0]
+    assert result.stderr.strip().splitlines() == mine, "stderr holds more than the one line"
     return mine[0]
 
 
