@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from typing import Any, Union
 
@@ -191,7 +192,11 @@ def describe_access_failure(kafka: KafkaConfig, exc: BaseException) -> str:
         return f"{where} did not answer in time: is security_protocol the one of that listener, and is the host reachable?"
     if isinstance(exc, ConnectionRefusedError):
         return f"cannot reach {where}: connection refused (is the broker running, is the port right?)"
-    if isinstance(exc, (OSError, KafkaConnectionError)):
+    if isinstance(exc, socket.gaierror):
+        return f"cannot reach {where}: cannot resolve the host name ({_one_line(exc.strerror or exc)})"
+    if isinstance(exc, OSError) and not isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        return f"cannot reach {where}: {_one_line(exc.strerror or exc) or type(exc).__name__}"
+    if isinstance(exc, (OSError, KafkaConnectionError, asyncio.IncompleteReadError)):
         # A TLS client at a plain listener, or a plain client at a TLS one: the peer hangs up.
         hint = (
             "is it a TLS listener? (security_protocol SSL or SASL_SSL expects one)"
@@ -232,7 +237,7 @@ async def check_kafka(target: KafkaTarget, timeout_s: float = 20.0) -> None:
             conn = await asyncio.wait_for(
                 create_conn(host, port, request_timeout_ms=int(timeout_s * 1000), **settings), timeout_s + 1
             )
-        except (OSError, KafkaError, asyncio.TimeoutError, ValueError) as exc:
+        except (OSError, KafkaError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
             failures.append(exc)
             continue
         try:
