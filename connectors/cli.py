@@ -15,6 +15,7 @@ from mailpulse.connectors.redact import install_secrets_filter
 from mailpulse.connectors.runner import SourceRunner, parse_cli_time, run_connect, source_secrets
 from mailpulse.config import Config, load_config
 from mailpulse.errors import ConfigError
+from mailpulse.kafkaclient import check_kafka
 
 __all__ = ["register"]
 
@@ -45,6 +46,8 @@ def register(subparsers: Any) -> None:
 def _load(args: argparse.Namespace) -> Config:
     config = load_config(args.config)
     secrets = [s for source in config.sources for s in source_secrets(source)]
+    if config.kafka.sasl_password is not None:
+        secrets.append(config.kafka.sasl_password.get_secret_value())
     install_secrets_filter(secrets)
     # httpx logs every URL at INFO; query-parameter credentials (QueryParamAuth) and signed download URLs live in URLs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -71,6 +74,7 @@ def _connect(args: argparse.Namespace) -> int:
         log.info("metrics on :%d/metrics", config.connect.metrics_port)
 
     async def main() -> int:
+        await check_kafka(config.kafka)  # a refused password or unknown CA: one line, before any source starts
         stop = asyncio.Event()
         _install_stop(asyncio.get_running_loop(), stop)
         if not args.clock_url:
@@ -96,6 +100,8 @@ def _backfill(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         from tqdm import tqdm
+
+        await check_kafka(config.kafka)
 
         bar = tqdm(desc=f"backfill {source.name}", unit=" records", disable=args.no_progress, dynamic_ncols=True)
         seen: dict[str, int] = {}

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from mailpulse.kafkaclient import KafkaTarget, kafka_client_settings, start_client
+
 __all__ = ["OutRecord", "Publisher", "transactional_id"]
 
 log = logging.getLogger(__name__)
@@ -31,13 +33,13 @@ def transactional_id(prefix: str, source: str, stream: str, *, role: str = "conn
 
 @dataclass
 class Publisher:
-    bootstrap: str
+    kafka: KafkaTarget
     transactional_id: str
     _producer: AIOKafkaProducer | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+            **kafka_client_settings(self.kafka),
             transactional_id=self.transactional_id,
             enable_idempotence=True,
             linger_ms=5,
@@ -45,7 +47,7 @@ class Publisher:
             max_request_size=8 * 1024 * 1024,
             compression_type=None,
         )
-        await self._producer.start()
+        await start_client(self._producer, self.kafka)
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -86,7 +86,7 @@ class SourceRunner:
         self.runners: list[StreamRunner] = []
         self.on_progress = on_progress
         self.prefix = config.kafka.topic_prefix
-        self.bootstrap = config.kafka.bootstrap_servers
+        self.kafka = config.kafka
 
     def _checkpoint_stream(self, stream: Stream) -> str:
         return f"{stream.name}.backfill" if self.mode == "backfill" else stream.name
@@ -97,11 +97,11 @@ class SourceRunner:
         # open, so the state read below is not held back by it (and cannot see it).
         publishers = {}
         for stream in self.streams:
-            publisher = Publisher(self.bootstrap, transactional_id(self.prefix, self.source.name, stream.name, role=role))
+            publisher = Publisher(self.kafka, transactional_id(self.prefix, self.source.name, stream.name, role=role))
             await publisher.start()
             publishers[stream.name] = publisher
         self._publishers = publishers
-        cursors = await read_checkpoints(self.bootstrap, self.prefix, self.source.name)
+        cursors = await read_checkpoints(self.kafka, self.prefix, self.source.name)
         now = self.clock()
         # Every re-read starts at or after this provider time; events that old or newer must be in the index.
         earliest = now - self.source.lookback
@@ -115,12 +115,12 @@ class SourceRunner:
         horizon = utcnow() - (now - earliest) - timedelta(days=1)
         event_index = EventIndex()
         if any(s.emits_events for s in self.streams):
-            event_index = await load_event_index(self.bootstrap, self.prefix, self.source.name, horizon)
+            event_index = await load_event_index(self.kafka, self.prefix, self.source.name, horizon)
         specs = {spec.name: spec for s in self.streams for spec in s.meta_topics}
         change_indexes: dict[str, ChangeIndex] = {}
         for name, spec in specs.items():
-            change_indexes[name] = await load_change_index(self.bootstrap, self.prefix, spec, self.source.name)
-        dlq_seen = await load_dlq_digests(self.bootstrap, self.prefix, self.source.name)
+            change_indexes[name] = await load_change_index(self.kafka, self.prefix, spec, self.source.name)
+        dlq_seen = await load_dlq_digests(self.kafka, self.prefix, self.source.name)
         for stream in self.streams:
             cursor = cursors.get(self._checkpoint_stream(stream))
             runner = StreamRunner(

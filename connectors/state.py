@@ -15,6 +15,7 @@ from typing import Any, Callable
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from mailpulse.kafkaclient import KafkaTarget, kafka_client_settings, start_client
 from mailpulse.connectors.dedupe import ChangeIndex, EventIndex, content_digest
 from mailpulse.topics.contracts import CHECKPOINTS, DLQ, EVENTS, TopicSpec, topic_name
 from mailpulse.topics.events import parse_timestamp
@@ -33,7 +34,7 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
 
 
 async def scan_topic(
-    bootstrap: str,
+    kafka: KafkaTarget,
     topic: str,
     on_record: RecordCallback,
     *,
@@ -48,7 +49,7 @@ async def scan_topic(
     ``key_prefix``; returns how many were passed on.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka_client_settings(kafka),
         enable_auto_commit=False,
         isolation_level=isolation_level,
         auto_offset_reset="earliest",
@@ -59,9 +60,13 @@ async def scan_topic(
     # moment after commit returns, and another producer's open transaction holds the LSO back;
     # reading "to the LSO" would then miss committed records. Read until every record written
     # before the scan began is decided (committed and passed on, or aborted and skipped).
-    watermark = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_uncommitted")
-    await consumer.start()
-    await watermark.start()
+    watermark = AIOKafkaConsumer(**kafka_client_settings(kafka), enable_auto_commit=False, isolation_level="read_uncommitted")
+    await start_client(consumer, kafka)
+    try:
+        await start_client(watermark, kafka)
+    except BaseException:
+        await consumer.stop()
+        raise
     count = 0
     try:
         partitions = await partitions_of(consumer, topic)
@@ -101,7 +106,7 @@ async def scan_topic(
     return count
 
 
-async def read_checkpoints(bootstrap: str, prefix: str, source: str) -> dict[str, Any]:
+async def read_checkpoints(kafka: KafkaTarget, prefix: str, source: str) -> dict[str, Any]:
     """The latest committed cursor of each of ``source``'s streams: ``{stream: cursor}``."""
     cursors: dict[str, Any] = {}
     key_prefix = f"{source}/".encode()
@@ -113,11 +118,11 @@ async def read_checkpoints(bootstrap: str, prefix: str, source: str) -> dict[str
         else:
             cursors[stream] = orjson.loads(value).get("cursor")
 
-    await scan_topic(bootstrap, topic_name(CHECKPOINTS, prefix), on_record, key_prefix=key_prefix)
+    await scan_topic(kafka, topic_name(CHECKPOINTS, prefix), on_record, key_prefix=key_prefix)
     return cursors
 
 
-async def load_event_index(bootstrap: str, prefix: str, source: str, since: datetime) -> EventIndex:
+async def load_event_index(kafka: KafkaTarget, prefix: str, source: str, since: datetime) -> EventIndex:
     """Event ids of ``source`` published (Kafka timestamp) since ``since``."""
     index = EventIndex()
     seen = index.update
@@ -130,7 +135,7 @@ async def load_event_index(bootstrap: str, prefix: str, source: str, since: date
 
     started = time.monotonic()
     n = await scan_topic(
-        bootstrap,
+        kafka,
         topic_name(EVENTS, prefix),
         on_record,
         since_ms=int(since.timestamp() * 1000),
@@ -140,7 +145,7 @@ async def load_event_index(bootstrap: str, prefix: str, source: str, since: date
     return index
 
 
-async def load_dlq_digests(bootstrap: str, prefix: str, source: str) -> set[bytes]:
+async def load_dlq_digests(kafka: KafkaTarget, prefix: str, source: str) -> set[bytes]:
     """Digests of ``source``'s dead letters, so a re-read record is not filed twice."""
     from mailpulse.connectors.base import dlq_digest
 
@@ -152,11 +157,11 @@ async def load_dlq_digests(bootstrap: str, prefix: str, source: str) -> set[byte
             data = orjson.loads(value)
             seen.add(dlq_digest(data["stream"], data["raw"]))
 
-    await scan_topic(bootstrap, topic_name(DLQ, prefix), on_record, key_prefix=key)
+    await scan_topic(kafka, topic_name(DLQ, prefix), on_record, key_prefix=key)
     return seen
 
 
-async def load_change_index(bootstrap: str, prefix: str, spec: TopicSpec, source: str) -> ChangeIndex:
+async def load_change_index(kafka: KafkaTarget, prefix: str, spec: TopicSpec, source: str) -> ChangeIndex:
     """Digest of the latest value per key of ``source`` on a compacted topic."""
     index = ChangeIndex()
 
@@ -164,5 +169,5 @@ async def load_change_index(bootstrap: str, prefix: str, spec: TopicSpec, source
         k = (key or b"").decode()
         index.set(k, None if value is None else content_digest(orjson.loads(value)))
 
-    await scan_topic(bootstrap, topic_name(spec, prefix), on_record, key_prefix=f"{source}:".encode())
+    await scan_topic(kafka, topic_name(spec, prefix), on_record, key_prefix=f"{source}:".encode())
     return index

@@ -1,6 +1,6 @@
 """One typed, frozen config object, built once from a YAML file and passed down.
 
-    kafka:   {bootstrap_servers, topic_prefix, replication_factor}
+    kafka:   {bootstrap_servers, topic_prefix, replication_factor, security_protocol, sasl_*, ssl_*}
     worker:  {web_port, data_dir, ...}
     sources: [{name, provider, base_url, <provider keys>, poll_interval, lookback, reconcile_interval}]
 
@@ -28,6 +28,7 @@ from pydantic import Field, ValidationError, field_validator
 from mailpulse.alerts import AlertSettings
 from mailpulse.connectors.providers import PROVIDERS
 from mailpulse.errors import ConfigError
+from mailpulse.kafkaclient import KafkaConfig
 from mailpulse.sources import Duration, parse_duration
 from mailpulse.sources import Model as _Model
 
@@ -45,31 +46,6 @@ __all__ = [
 
 CONFIG_ENV = "MAILPULSE_CONFIG"
 BOOTSTRAP_ENV = "MAILPULSE_KAFKA_BOOTSTRAP"
-
-class KafkaConfig(_Model):
-    bootstrap_servers: str = "127.0.0.1:9092"
-    #: Prepended to every topic and consumer-group name: lets several
-    #: deployments (or test runs) share one cluster.
-    topic_prefix: str = ""
-    #: Replication factor for topics mailpulse creates; None: min(3, brokers).
-    replication_factor: int | None = Field(default=None, ge=1)
-
-    @field_validator("bootstrap_servers")
-    @classmethod
-    def _hosts(cls, value: str) -> str:
-        for part in value.split(","):
-            host, _, port = part.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
-        return value
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if value and not re.fullmatch(r"[A-Za-z0-9._-]+", value):
-            raise ValueError("may hold only letters, digits, '.', '_' and '-'")
-        return value
-
 
 class WorkerConfig(_Model):
     web_port: int = Field(default=6066, ge=1, le=65535)

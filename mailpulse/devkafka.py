@@ -21,6 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mailpulse.errors import MailpulseError
 
@@ -28,6 +29,7 @@ __all__ = [
     "KAFKA_VERSION",
     "LocalKafka",
     "LocalKafkaError",
+    "SaslSslListener",
     "broker_answers",
     "default_cache_dir",
     "free_port",
@@ -91,6 +93,46 @@ logger.raft.level = INFO
 """
 
 
+# A SASL_SSL listener beside PLAINTEXT (which the broker itself and the
+# readiness check keep using): TLS with a PEM keystore, SCRAM users stored in
+# the cluster metadata when the storage is formatted.
+_SASL_SSL_PROPERTIES = """listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location={keystore}
+listener.name.sasl_ssl.sasl.enabled.mechanisms={mechanism}
+listener.name.sasl_ssl.{mechanism_lower}.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+"""
+
+
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A SASL_SSL listener (SCRAM over TLS) on ``port``, as managed clusters offer."""
+
+    port: int
+    #: PEM file holding the broker's unencrypted private key and its certificate chain.
+    keystore: Path
+    #: SCRAM users created when the storage is formatted: ((name, password), ...).
+    users: tuple[tuple[str, str], ...]
+    mechanism: str = "SCRAM-SHA-512"
+
+    def __post_init__(self) -> None:
+        if self.mechanism not in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+            raise ValueError(f"mechanism must be SCRAM-SHA-256 or SCRAM-SHA-512, not {self.mechanism!r}")
+        for name, password in self.users:
+            # StorageTool's --add-scram syntax: 'SCRAM-SHA-512=[name=alice,password=...]'
+            if not name or not password or any(c in name + password for c in ',[]="'):
+                raise ValueError("SCRAM user names and passwords must be non-empty and free of , [ ] = and \"")
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def scram_args(self) -> list[str]:
+        out = []
+        for name, password in self.users:
+            out += ["--add-scram", f"{self.mechanism}=[name={name},password={password}]"]
+        return out
+
+
 class LocalKafkaError(MailpulseError):
     """The local broker could not be assembled or started; the message says what to do."""
 
@@ -114,13 +156,16 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def broker_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
-    """True when a broker at ``bootstrap`` answers a metadata request."""
+def broker_answers(bootstrap: Any, timeout_s: float = 5.0) -> bool:
+    """True when a broker at ``bootstrap`` (a host:port string or a ``KafkaConfig``) answers a metadata request."""
+    from mailpulse.kafkaclient import as_kafka_config, kafka_client_settings
+
+    kafka = as_kafka_config(bootstrap)
 
     async def probe() -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+        admin = AIOKafkaAdminClient(**kafka_client_settings(kafka), request_timeout_ms=int(timeout_s * 1000))
         try:
             await asyncio.wait_for(admin.start(), timeout_s)
             await asyncio.wait_for(admin.list_topics(), timeout_s)
@@ -130,7 +175,7 @@ def broker_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
         finally:
             await admin.close()
 
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    host, _, port = kafka.bootstrap_servers.split(",")[0].rpartition(":")
     if not _port_open(host, int(port)):
         return False
     return asyncio.run(probe())
@@ -146,6 +191,8 @@ class LocalKafka:
     version: str = KAFKA_VERSION
     cache_dir: Path | None = None
     heap_mb: int = 512
+    #: Also serve SASL_SSL (SCRAM over TLS) on a second port.
+    sasl_ssl: SaslSslListener | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -215,19 +262,18 @@ class LocalKafka:
         """Start the broker (if not running) and return its bootstrap address once it serves."""
         if self.is_running() and broker_answers(self.bootstrap):
             return self.bootstrap
-        if _port_open("127.0.0.1", self.port):
-            raise LocalKafkaError(
-                f"port {self.port} is taken by another process: stop it, or choose another "
-                "port (mailpulse dev kafka start --port N)"
-            )
+        for port in (self.port, self.sasl_ssl.port if self.sasl_ssl else None):
+            if port is not None and _port_open("127.0.0.1", port):
+                raise LocalKafkaError(
+                    f"port {port} is taken by another process: stop it, or choose another "
+                    "port (mailpulse dev kafka start --port N)"
+                )
         _require_tool("java", "a Java 17+ runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
         lib = self.ensure_classpath()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         data_dir = self.state_dir / "data"
         props = self.state_dir / "server.properties"
-        props.write_text(
-            _SERVER_PROPERTIES.format(port=self.port, controller_port=self.controller_port, data_dir=data_dir)
-        )
+        props.write_text(self._server_properties(data_dir))
         log4j = self.state_dir / "log4j2.properties"
         log4j.write_text(_LOG4J2)
         tmp = self.state_dir / "tmp"  # zstd/snappy unpack native libs here
@@ -237,11 +283,15 @@ class LocalKafka:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=").replace("-", "A")
             fmt = subprocess.run(
                 ["java", "-Xmx128m", "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(props), "--standalone", "-g"],
+                 "-t", cluster_id, "-c", str(props), "--standalone", "-g",
+                 *(self.sasl_ssl.scram_args() if self.sasl_ssl else [])],
                 capture_output=True, text=True,
             )  # fmt: skip
             if fmt.returncode != 0:
-                raise LocalKafkaError(f"formatting Kafka storage failed: {fmt.stderr.strip()[-500:]}")
+                detail = fmt.stderr.strip()[-500:]
+                for _, password in self.sasl_ssl.users if self.sasl_ssl else ():
+                    detail = detail.replace(password, "***")
+                raise LocalKafkaError(f"formatting Kafka storage failed: {detail}")
         log = open(self.log_file, "ab")
         proc = subprocess.Popen(
             [
@@ -258,6 +308,24 @@ class LocalKafka:
         self._pid_file.write_text(str(proc.pid))
         self._wait_ready(proc, timeout_s)
         return self.bootstrap
+
+    def _server_properties(self, data_dir: Path) -> str:
+        text = _SERVER_PROPERTIES.format(port=self.port, controller_port=self.controller_port, data_dir=data_dir)
+        listener = self.sasl_ssl
+        if listener is None:
+            return text
+        extra = f",SASL_SSL://127.0.0.1:{listener.port}"
+        lines = []
+        for line in text.splitlines():
+            if line.startswith(("listeners=", "advertised.listeners=")):
+                line += extra
+            elif line.startswith("listener.security.protocol.map="):
+                line += ",SASL_SSL:SASL_SSL"
+            lines.append(line)
+        mechanism = listener.mechanism
+        return "\n".join(lines) + "\n" + _SASL_SSL_PROPERTIES.format(
+            keystore=listener.keystore, mechanism=mechanism, mechanism_lower=mechanism.lower()
+        )
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
         # The client port opens only once the broker has caught up on metadata

@@ -25,6 +25,7 @@ from typing import Any
 import faust
 
 from mailpulse.config import Config
+from mailpulse.kafkaclient import check_kafka, faust_credentials, kafka_client_settings, start_client
 from mailpulse.streams.aggregates import PartitionView
 from mailpulse.streams.kafka_compat import patch_read_committed
 from mailpulse.streams.metrics import WorkerMetrics
@@ -106,6 +107,8 @@ def create_app(config: Config) -> Streams:
     app = faust.App(
         app_id(config),
         broker=[f"kafka://{h.strip()}" for h in config.kafka.bootstrap_servers.split(",")],
+        # TLS and SASL of kafka: for Faust's consumer, producers and topic creation.
+        broker_credentials=faust_credentials(config.kafka),
         store="rocksdb://",
         datadir=str(w.data_dir),
         autodiscover=False,
@@ -200,8 +203,9 @@ async def ensure_internal_topics(streams: Streams, timeout_s: float = 30.0) -> l
     }
     for table in streams.tables.values():
         wanted[table.changelog_topic_name] = {"cleanup.policy": "compact"}
-    admin = AIOKafkaAdminClient(bootstrap_servers=config.kafka.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000))
-    await admin.start()
+    await check_kafka(config.kafka)  # a refused password or unknown CA: one line, before Faust starts
+    admin = AIOKafkaAdminClient(**kafka_client_settings(config.kafka), request_timeout_ms=int(timeout_s * 1000))
+    await start_client(admin, config.kafka)
     try:
         present = set(await admin.list_topics())
         missing = [n for n in wanted if n not in present]

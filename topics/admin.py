@@ -11,6 +11,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from mailpulse.errors import MailpulseError
+from mailpulse.kafkaclient import KafkaTarget, check_kafka, kafka_client_settings, start_client
 from mailpulse.topics.contracts import TOPICS, TopicSpec, topic_name
 
 __all__ = ["TopicsError", "Drift", "TopicsReport", "ensure_topics", "describe_drift"]
@@ -46,7 +47,7 @@ class TopicsReport:
 
 
 async def ensure_topics(
-    bootstrap: str,
+    kafka: KafkaTarget,
     *,
     prefix: str = "",
     replication_factor: int | None = None,
@@ -58,8 +59,9 @@ async def ensure_topics(
     policy change can delete data, so an operator decides.
     """
     specs = list(specs)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
-    await admin.start()
+    await check_kafka(kafka)  # a refused password or unknown CA: one line, before aiokafka logs its retries
+    admin = AIOKafkaAdminClient(**kafka_client_settings(kafka), request_timeout_ms=30000)
+    await start_client(admin, kafka)
     try:
         brokers = len((await admin.describe_cluster())["brokers"])
         rf = replication_factor or min(3, brokers)

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 
-from mailpulse.config import BOOTSTRAP_ENV, CONFIG_ENV, Config, load_config
+from mailpulse.config import BOOTSTRAP_ENV, CONFIG_ENV, Config, KafkaConfig, load_config
 from mailpulse.topics.admin import ensure_topics
 
 __all__ = ["register"]
@@ -24,22 +24,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.set_defaults(func=_create)
 
 
-def _kafka_settings(args: argparse.Namespace) -> tuple[str, str, int | None]:
+def _kafka_settings(args: argparse.Namespace) -> tuple[KafkaConfig, str, int | None]:
     if args.config:
         cfg = load_config(args.config)
     else:
         cfg = Config()
     bootstrap = args.bootstrap or os.environ.get(BOOTSTRAP_ENV) or cfg.kafka.bootstrap_servers
-    return bootstrap, cfg.kafka.topic_prefix, cfg.kafka.replication_factor
+    kafka = cfg.kafka.model_copy(update={"bootstrap_servers": bootstrap})
+    return kafka, cfg.kafka.topic_prefix, cfg.kafka.replication_factor
 
 
 def _create(args: argparse.Namespace) -> int:
-    bootstrap, prefix, rf = _kafka_settings(args)
-    report = asyncio.run(ensure_topics(bootstrap, prefix=prefix, replication_factor=rf))
+    kafka, prefix, rf = _kafka_settings(args)
+    report = asyncio.run(ensure_topics(kafka, prefix=prefix, replication_factor=rf))
     for line in report.lines():
         print(line)
     print(
         f"{len(report.created)} created, {len(report.existing)} existing, "
-        f"{len(report.drift)} drift (replication factor {report.replication_factor}, {bootstrap})"
+        f"{len(report.drift)} drift (replication factor {report.replication_factor}, {kafka.bootstrap_servers})"
     )
     return 1 if report.drift else 0
