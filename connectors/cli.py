@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+    config = load_config(args.config, command=args.command)
     secrets = [s for source in config.sources for s in source_secrets(source)]
     install_secrets_filter(secrets)
     # httpx logs every URL at INFO; SMTPeter's token and signed download URLs live in URLs.

@@ -75,7 +75,7 @@ def run_worker(config: Config) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_config(args.config, command="worker")
     return run_worker(config)
 
 
