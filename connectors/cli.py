@@ -51,6 +51,13 @@ def _load(args: argparse.Namespace) -> Config:
     return config
 
 
+def _preflight(config: Config) -> None:
+    """Kafka answers and the contract topics exist, before the metrics server or any poller starts."""
+    from mailpulse.topics.admin import preflight
+
+    asyncio.run(preflight(config.kafka.bootstrap_servers, config.kafka.topic_prefix, config_path=config.path))
+
+
 def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -64,6 +71,7 @@ def _connect(args: argparse.Namespace) -> int:
     if args.source:
         for name in args.source:
             config.source(name)  # raises ConfigError naming the unknown source
+    _preflight(config)
     if config.connect.metrics_port:
         from prometheus_client import start_http_server
 
@@ -93,6 +101,7 @@ def _backfill(args: argparse.Namespace) -> int:
     until = _time(args.until, "--until") if args.until else None
     if until is not None and until <= since:
         raise ConfigError(f"--until ({args.until}) must be after --since ({args.since})")
+    _preflight(config)
 
     async def main() -> int:
         from tqdm import tqdm

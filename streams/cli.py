@@ -76,6 +76,9 @@ def run_worker(config: Config) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, command="worker")
+    from mailpulse.topics.admin import preflight
+
+    asyncio.run(preflight(config.kafka.bootstrap_servers, config.kafka.topic_prefix, config_path=config.path))
     return run_worker(config)
 
 

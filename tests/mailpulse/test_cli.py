@@ -119,7 +119,7 @@ def test_connect_and_worker_with_kafka_unreachable_are_one_line_naming_the_serve
     config = tmp_path / "c.yaml"
     config.write_text(
         "connect: {metrics_port: 0}\n"
-        f"worker: {{data_dir: '{tmp_path / 'w'}', web_port: 0}}\n"
+        f"worker: {{data_dir: '{tmp_path / 'w'}'}}\n"
         "sources:\n"
         "  - {name: b, provider: supersend, base_url: 'http://127.0.0.1:9', api_key: k}\n"
     )
@@ -130,3 +130,51 @@ def test_connect_and_worker_with_kafka_unreachable_are_one_line_naming_the_serve
             f"mailpulse {command}: cannot reach Kafka at 127.0.0.1:1 (kafka.bootstrap_servers or MAILPULSE_KAFKA_BOOTSTRAP): "
             "no broker answered"
         ], result.stderr
+
+
+def test_worker_and_connect_refuse_to_start_before_topics_create_and_create_nothing(kafka, unique_prefix, tmp_path):
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"kafka: {{bootstrap_servers: '{kafka.bootstrap}', topic_prefix: '{unique_prefix}', replication_factor: 1}}\n"
+        "connect: {metrics_port: 0}\n"
+        f"worker: {{data_dir: '{tmp_path / 'w'}'}}\n"
+        "sources:\n"
+        "  - {name: b, provider: supersend, base_url: 'http://127.0.0.1:9', api_key: k}\n"
+    )
+    env = {"MAILPULSE_KAFKA_BOOTSTRAP": ""}
+    for command in ("connect", "worker"):
+        result = _run(command, "--config", str(config), env=env)
+        assert result.returncode == 2, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"mailpulse {command}: contract topics not ready ({unique_prefix}mailpulse.events.v1 is missing")
+        assert line.endswith(f"run `mailpulse topics create --config {config}` first")
+
+    async def topics() -> set[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        await admin.start()
+        try:
+            return {t for t in await admin.list_topics() if t.startswith(unique_prefix)}
+        finally:
+            await admin.close()
+
+    assert asyncio.run(topics()) == set()  # nothing auto-created by the refused starts
+
+    # A topic the broker auto-created (1 partition) is refused too, after topics create made the rest.
+    async def auto_created_events() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(f"{unique_prefix}mailpulse.events.v1", 1, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(auto_created_events())
+    assert _run("topics", "create", "--config", str(config), env=env).returncode == 1  # drift reported
+    result = _run("worker", "--config", str(config), env=env)
+    assert result.returncode == 2, result.stderr
+    assert f"{unique_prefix}mailpulse.events.v1: partitions is 1, the contract says 8" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
