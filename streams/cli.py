@@ -23,6 +23,9 @@ def build_worker(config: Config) -> Any:
     from mailpulse.streams.api import install_api
     from mailpulse.streams.app import create_app
     from mailpulse.streams.progress import install_progress
+    from mailpulse.streams import http_errors
+
+    http_errors.install()
 
     streams = create_app(config)
     install_agents(streams)
