@@ -56,6 +56,9 @@ def _preflight(config: Config) -> None:
     from mailpulse.topics.admin import preflight
 
     asyncio.run(preflight(config.kafka.bootstrap_servers, config.kafka.topic_prefix, config_path=config.path))
+    from mailpulse.kafkalog import install_outage_filter
+
+    install_outage_filter(config.kafka.bootstrap_servers)
 
 
 def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:

@@ -82,6 +82,9 @@ def _run(args: argparse.Namespace) -> int:
     from mailpulse.topics.admin import preflight
 
     asyncio.run(preflight(config.kafka.bootstrap_servers, config.kafka.topic_prefix, config_path=config.path))
+    from mailpulse.kafkalog import install_outage_filter
+
+    install_outage_filter(config.kafka.bootstrap_servers)
     return run_worker(config)
 
 
