@@ -4,14 +4,16 @@ aiokafka and Faust log every failed connection, metadata refresh, heartbeat
 and fetch: 60-70 ERROR/WARNING lines a second while a broker is down.
 ``KafkaOutageFilter`` turns that into:
 
-- one WARNING when the connection is lost (the first such record, rewritten:
-  ``Kafka connection lost (BOOTSTRAP): <its message>``);
+- one WARNING when the connection is lost: connection errors for ``grace``
+  seconds (3) in a row, ``Kafka connection lost (BOOTSTRAP): <first error>``
+  (a shorter blip, such as a coordinator not yet elected at start, is one
+  line: its first error and how many similar ones followed);
 - one WARNING every ``summary_every`` seconds (30) while it stays lost:
   ``Kafka still unreachable (BOOTSTRAP) for 95s: 1843 messages suppressed``;
 - one WARNING when it is back: no connection error for ``quiet_for`` seconds
   and a TCP connection to a bootstrap server succeeds.
 
-While lost, every WARNING-or-worse record of the ``aiokafka``, ``faust`` and
+From the first connection error on, every WARNING-or-worse record of the ``aiokafka``, ``faust`` and
 ``mode`` loggers (and their children) is counted and dropped. The filter is
 installed on the root logger's handlers, so it sees the records of every
 child logger (a logger's own filters apply only to records logged on that
@@ -57,6 +59,16 @@ def _tcp_probe(bootstrap: str, timeout_s: float = 1.0) -> bool:
     return False
 
 
+def _one_line(record: logging.LogRecord) -> str:
+    """The record's message, first line, short; its logger and level in front; no traceback."""
+    try:
+        text = record.getMessage()
+    except Exception:
+        text = str(record.msg)
+    text = (text.splitlines() or [""])[0][:200]
+    return f"[{record.name} {record.levelname}] {text}"
+
+
 class KafkaOutageFilter(logging.Filter):
     def __init__(
         self,
@@ -64,6 +76,7 @@ class KafkaOutageFilter(logging.Filter):
         *,
         summary_every: float = 30.0,
         quiet_for: float = 5.0,
+        grace: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
         probe: Callable[[], bool] | None = None,
         emit: Callable[[str], None] | None = None,
@@ -75,7 +88,10 @@ class KafkaOutageFilter(logging.Filter):
         self.clock = clock
         self.probe = probe or (lambda: _tcp_probe(bootstrap))
         self.emit = emit or (lambda message: log.warning("%s", message))
+        self.grace = grace
         self.lost_at: float | None = None
+        self.suspect_at: float | None = None
+        self.first = ""
         self.last_trouble = 0.0
         self.last_summary = 0.0
         self.suppressed = 0
@@ -115,52 +131,60 @@ class KafkaOutageFilter(logging.Filter):
             return True
         with self._lock:
             now = self.clock()
-            if self.lost_at is None:
-                if not self._is_trouble(record):
+            trouble = self._is_trouble(record)
+            if self.suspect_at is None and self.lost_at is None:
+                if not trouble:
                     return True
-                self.lost_at = self.last_trouble = self.last_summary = now
+                # Maybe a blip (a coordinator not yet elected at start): held back until it lasts.
+                self.suspect_at = self.last_trouble = now
                 self.suppressed = self.suppressed_total = 0
-                first = record.getMessage().splitlines()[0][:200] if record.msg else ""
-                # Rewritten in place: one short line, no traceback.
-                record.msg = "Kafka connection lost (%s): %s; further Kafka errors are summarised every %ds"
-                record.args = (self.bootstrap, first, int(self.summary_every))
-                record.exc_info = None
-                record.exc_text = None
-                record.stack_info = None
-                record.levelno, record.levelname = logging.WARNING, "WARNING"
-                return True
-            if self._is_trouble(record):
+                self.first = _one_line(record)
+                return False
+            if trouble:
                 self.last_trouble = now
             self.suppressed += 1
             self.suppressed_total += 1
             return False
 
     def tick(self) -> None:
-        """Emit the periodic summary, or the line saying the connection is back."""
+        """Declare the outage, emit the periodic summary, or the line saying the connection is back."""
         with self._lock:
-            if self.lost_at is None:
+            if self.suspect_at is None and self.lost_at is None:
                 return
             now = self.clock()
-            lost_at, suppressed_total = self.lost_at, self.suppressed_total
             quiet = now - self.last_trouble >= self.quiet_for
-        back = quiet and self.probe()
+            lost_at = self.lost_at
+        back = quiet and lost_at is not None and self.probe()
         message = None
         with self._lock:
-            if self.lost_at is None:
-                return
-            if back:
-                message = (
-                    f"Kafka connection is back ({self.bootstrap}) after {now - lost_at:.0f}s; "
-                    f"{suppressed_total} messages suppressed"
-                )
-                self.lost_at = None
-            elif now - self.last_summary >= self.summary_every:
-                message = (
-                    f"Kafka still unreachable ({self.bootstrap}) for {now - lost_at:.0f}s: "
-                    f"{self.suppressed} messages suppressed in the last {now - self.last_summary:.0f}s"
-                )
-                self.last_summary = now
-                self.suppressed = 0
+            if self.suspect_at is not None:
+                if self.last_trouble - self.suspect_at >= self.grace:
+                    message = (
+                        f"Kafka connection lost ({self.bootstrap}): {self.first}; "
+                        f"further Kafka errors are summarised every {self.summary_every:.0f}s"
+                    )
+                    self.lost_at = self.suspect_at
+                    self.suspect_at = None
+                    self.last_summary = now
+                    self.suppressed = 0
+                elif now - self.last_trouble >= self.grace:  # a blip: its first line, and how many followed it
+                    more = f" (and {self.suppressed} similar messages)" if self.suppressed else ""
+                    message = f"{self.first}{more}"
+                    self.suspect_at = None
+            elif self.lost_at is not None:
+                if back:
+                    message = (
+                        f"Kafka connection is back ({self.bootstrap}) after {now - self.lost_at:.0f}s; "
+                        f"{self.suppressed_total} messages suppressed"
+                    )
+                    self.lost_at = None
+                elif now - self.last_summary >= self.summary_every:
+                    message = (
+                        f"Kafka still unreachable ({self.bootstrap}) for {now - self.lost_at:.0f}s: "
+                        f"{self.suppressed} messages suppressed in the last {now - self.last_summary:.0f}s"
+                    )
+                    self.last_summary = now
+                    self.suppressed = 0
         if message:
             self.emit(message)
 

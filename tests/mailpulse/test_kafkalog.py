@@ -54,18 +54,15 @@ def storm(logger: logging.Logger, clock: Clock, seconds: int, per_second: int = 
 def test_a_storm_becomes_one_line_a_summary_every_30s_and_one_line_when_back(setup):
     f, clock, up, emitted, records, logger = setup
     logger.warning("unrelated warning before the outage")
-    storm(logger, clock, 1)
-    f.tick()
-    lost = [r for r in records if "Kafka connection lost" in r.getMessage()]
-    assert len(records) == 2 * 2  # the unrelated line and the "lost" line, once per handler
-    assert len(lost) == 2 and lost[0].exc_info is None and "\n" not in lost[0].getMessage()
-    assert "127.0.0.1:9" in lost[0].getMessage()
-    for _ in range(95):  # 95 s of outage, ticked every second like the thread
+    assert len(records) == 2  # passes, once per handler
+    for _ in range(96):  # 96 s of outage at 65 lines a second, ticked every second like the thread
         storm(logger, clock, 1)
         f.tick()
-    assert len(records) == 4
+    assert len(records) == 2  # nothing of the storm reached a handler
+    assert emitted[0].startswith("Kafka connection lost (127.0.0.1:9): [aiokafka.conn ERROR] Unable connect to")
+    assert "\n" not in emitted[0] and "Traceback" not in emitted[0]
     summaries = [m for m in emitted if m.startswith("Kafka still unreachable")]
-    assert len(summaries) == 3  # at 30, 60 and 90 s
+    assert len(summaries) == 3  # 30, 60 and 90 s after it was declared lost
     assert "messages suppressed in the last 30s" in summaries[0]
     # The broker is back: no error for quiet_for seconds and a TCP connection succeeds.
     up["value"] = True
@@ -74,18 +71,35 @@ def test_a_storm_becomes_one_line_a_summary_every_30s_and_one_line_when_back(set
         f.tick()
     assert emitted[-1].startswith("Kafka connection is back (127.0.0.1:9) after ")
     assert f"{65 * 96 - 1} messages suppressed" in emitted[-1]
-    assert len(emitted) == 4
-    # Afterwards records pass again, and a new outage is a new "lost" line.
+    assert len(emitted) == 5
+    # Afterwards records pass again.
     logger.warning("a later unrelated warning")
-    storm(logger, clock, 1)
-    assert [r.getMessage().split(" (")[0] for r in records[-4:]] == ["a later unrelated warning"] * 2 + ["Kafka connection lost"] * 2
+    assert records[-1].getMessage() == "a later unrelated warning"
+
+
+def test_a_blip_is_one_line_and_no_outage(setup):
+    f, clock, up, emitted, records, logger = setup
+    logger.warning("Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError")
+    clock.now += 0.2
+    logger.warning("Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError")
+    for _ in range(6):
+        clock.now += 1
+        f.tick()
+    assert emitted == [
+        "[aiokafka.conn WARNING] Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError"
+        " (and 1 similar messages)"
+    ]
+    assert not f.lost and f.suspect_at is None
+    logger.warning("unrelated")
+    assert records[-1].getMessage() == "unrelated"
 
 
 def test_still_erroring_with_the_port_open_is_not_back(setup):
     f, clock, up, emitted, records, logger = setup
     up["value"] = True
-    storm(logger, clock, 10, per_second=5)
-    f.tick()
+    for _ in range(10):
+        storm(logger, clock, 1, per_second=5)
+        f.tick()
     assert not any(m.startswith("Kafka connection is back") for m in emitted)
     assert f.lost
 
