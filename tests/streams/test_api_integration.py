@@ -280,3 +280,33 @@ async def test_an_oversized_request_line_or_header_is_a_json_4xx_and_one_short_l
     assert len(rejected) == 2, new
     assert all(len(line) < 200 and "aaaa" not in line and "bbbb" not in line for line in rejected), rejected
     assert "Traceback" not in new and "Error handling request" not in new, new
+
+
+#: Generated cases per operation (7 operations; about 200 requests, ~5 s, so CI time stays low).
+SCHEMATHESIS_EXAMPLES = 20
+
+
+async def test_schemathesis_finds_no_5xx_and_every_answer_conforms_to_the_document(live: Live, tmp_path: Path) -> None:
+    """The fuzzer's probes, kept running: positive and negative inputs against the live worker."""
+    import subprocess
+    import sys
+
+    from mailpulse.streams import schemas
+
+    doc = Path(schemas.__file__).with_name("openapi.yaml")
+    cmd = [
+        sys.executable, "-m", "schemathesis.cli", "run", str(doc),
+        "--url", live.worker.url,
+        "--checks", "all",
+        "--phases", "examples,coverage,fuzzing",
+        "--max-examples", str(SCHEMATHESIS_EXAMPLES),
+        "--seed", "20261201",
+        "--workers", "1",
+        "--request-timeout", "20",
+        "--generation-database", "none",
+        "--no-color",
+    ]  # fmt: skip
+    result = await asyncio.to_thread(
+        subprocess.run, cmd, capture_output=True, text=True, cwd=tmp_path, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
