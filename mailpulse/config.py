@@ -307,12 +307,19 @@ def _interpolate(node: Any, path: str, env: Mapping_, lazy: bool = False) -> Any
     return node
 
 
+def _has_userinfo(url: str) -> bool:
+    """``user[:password]@`` before the host, with or without a scheme (checked before any message echoes the URL)."""
+    rest = re.sub(r"^\s*[A-Za-z][A-Za-z0-9+.-]*:(//)?", "", url)
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return "@" in authority or "@" in urlsplit(url.strip()).netloc
+
+
 def _check_urls(node: Any, path: str) -> None:
     """A URL with a user name or password would put a credential in logs and metrics labels."""
     if isinstance(node, dict):
         for k, v in node.items():
             key = _join(path, str(k))
-            if isinstance(v, str) and str(k).endswith("url") and "@" in urlsplit(v.strip()).netloc:
+            if isinstance(v, str) and str(k).endswith("url") and _has_userinfo(v):
                 raise _KeyProblem(
                     key,
                     "must not hold a user name or password (user:password@host); "

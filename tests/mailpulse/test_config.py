@@ -237,7 +237,10 @@ def test_a_malformed_reference_outside_sources_is_named(write):
         load_config(path, env={}, command="worker")
 
 
-@pytest.mark.parametrize("url", ["http://admin:hunter2pw@h.example", "https://hunter2pw@h.example/x", "http://admin:hunter2pw@h x"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://admin:hunter2pw@h.example", "https://hunter2pw@h.example/x", "http://admin:hunter2pw@h x", "admin:hunter2pw@h.example"],
+)
 def test_a_base_url_with_credentials_is_rejected_without_echoing_them(write, url):
     path = write(SMARTCQ.replace("https://app.smartcq.it", f"'{url}'"))
     for command in ("connect", "topics create"):
