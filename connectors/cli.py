@@ -15,7 +15,6 @@ from mailpulse.connectors.redact import install_secrets_filter
 from mailpulse.connectors.runner import SourceRunner, parse_cli_time, run_connect, source_secrets
 from mailpulse.config import Config, load_config
 from mailpulse.errors import ConfigError
-from mailpulse.kafkaclient import check_kafka
 
 __all__ = ["register"]
 
@@ -44,7 +43,7 @@ def register(subparsers: Any) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config)
+    config = load_config(args.config, command=args.command)
     secrets = [s for source in config.sources for s in source_secrets(source)]
     if config.kafka.sasl_password is not None:
         secrets.append(config.kafka.sasl_password.get_secret_value())
@@ -52,6 +51,16 @@ def _load(args: argparse.Namespace) -> Config:
     # httpx logs every URL at INFO; query-parameter credentials (QueryParamAuth) and signed download URLs live in URLs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return config
+
+
+def _preflight(config: Config) -> None:
+    """Kafka answers and the contract topics exist, before the metrics server or any poller starts."""
+    from mailpulse.topics.admin import preflight
+
+    asyncio.run(preflight(config.kafka, config.kafka.topic_prefix, config_path=config.path))
+    from mailpulse.kafkalog import install_outage_filter
+
+    install_outage_filter(config.kafka.bootstrap_servers)
 
 
 def _install_stop(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
@@ -67,6 +76,7 @@ def _connect(args: argparse.Namespace) -> int:
     if args.source:
         for name in args.source:
             config.source(name)  # raises ConfigError naming the unknown source
+    _preflight(config)
     if config.connect.metrics_port:
         from prometheus_client import start_http_server
 
@@ -74,7 +84,6 @@ def _connect(args: argparse.Namespace) -> int:
         log.info("metrics on :%d/metrics", config.connect.metrics_port)
 
     async def main() -> int:
-        await check_kafka(config.kafka)  # a refused password or unknown CA: one line, before any source starts
         stop = asyncio.Event()
         _install_stop(asyncio.get_running_loop(), stop)
         if not args.clock_url:
@@ -97,11 +106,11 @@ def _backfill(args: argparse.Namespace) -> int:
     until = _time(args.until, "--until") if args.until else None
     if until is not None and until <= since:
         raise ConfigError(f"--until ({args.until}) must be after --since ({args.since})")
+    _preflight(config)
 
     async def main() -> int:
         from tqdm import tqdm
 
-        await check_kafka(config.kafka)
 
         bar = tqdm(desc=f"backfill {source.name}", unit=" records", disable=args.no_progress, dynamic_ncols=True)
         seen: dict[str, int] = {}

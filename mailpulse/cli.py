@@ -4,7 +4,7 @@ Each part registers its own subcommands: a module listed in
 ``_COMMAND_MODULES`` exposes ``register(subparsers)``, and every command's
 handler (set with ``parser.set_defaults(func=...)``) takes the parsed
 arguments and returns an exit code. A ``MailpulseError`` becomes one line on
-stderr and exit code 2; nothing else is caught.
+stderr and exit code 2 (or its ``exit_code``: 1 for Kafka unreachable at start); nothing else is caught.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except MailpulseError as exc:
         print(f"mailpulse {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         return 130
 

@@ -21,9 +21,10 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 from mailpulse.alerts import AlertSettings
 from mailpulse.connectors.providers import PROVIDERS
@@ -39,6 +40,7 @@ __all__ = [
     "ConnectConfig",
     "SourceConfig",
     "load_config",
+    "COMMAND_SECTIONS",
     "parse_duration",
     "CONFIG_ENV",
     "BOOTSTRAP_ENV",
@@ -121,12 +123,43 @@ class Config(_Model):
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
+#: The top-level sections each command uses. ``${VAR}`` references elsewhere stay
+#: unresolved and unchecked: ``topics create`` does not ask for a provider's key.
+COMMAND_SECTIONS: dict[str, tuple[str, ...]] = {
+    "topics create": ("kafka",),
+    "worker": ("kafka", "worker"),
+    "connect": ("kafka", "connect", "sources"),
+    "backfill": ("kafka", "connect", "sources"),
+}
+#: Commands that have nothing to do without a source.
+_NEEDS_SOURCES = ("connect", "backfill")
+_SECTIONS = ("kafka", "worker", "connect", "sources")
 
-def _interpolate(node: Any, path: str, env: Mapping_) -> Any:
+
+def _check_refs(node: Any, path: str) -> None:
+    """Every ``${`` must open a well-formed ``${NAME}`` or ``${NAME:-default}``."""
     if isinstance(node, dict):
-        return {k: _interpolate(v, _join(path, str(k)), env) for k, v in node.items()}
+        for k, v in node.items():
+            _check_refs(v, _join(path, str(k)))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_refs(v, f"{path}[{i}]")
+    elif isinstance(node, str):
+        at = node.find("${")
+        while at != -1:
+            m = _ENV_REF.match(node, at)
+            if m is None:
+                # The value is not echoed: it may be (part of) a secret.
+                raise _KeyProblem(path, "malformed environment reference: expected ${NAME} or ${NAME:-default}")
+            at = node.find("${", m.end())
+
+
+def _interpolate(node: Any, path: str, env: Mapping_, lazy: bool = False) -> Any:
+    """Resolve ``${VAR}``; with ``lazy`` an unset variable without default stays as written."""
+    if isinstance(node, dict):
+        return {k: _interpolate(v, _join(path, str(k)), env, lazy) for k, v in node.items()}
     if isinstance(node, list):
-        return [_interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(node)]
+        return [_interpolate(v, f"{path}[{i}]", env, lazy) for i, v in enumerate(node)]
     if isinstance(node, str):
 
         def replace(m: re.Match[str]) -> str:
@@ -135,10 +168,77 @@ def _interpolate(node: Any, path: str, env: Mapping_) -> Any:
             if value is None or value == "":
                 if default is not None:
                     return default
+                if lazy:
+                    return m.group(0)
                 raise _KeyProblem(path, f"environment variable {name} is not set")
             return value
 
         return _ENV_REF.sub(replace, node)
+    return node
+
+
+def _has_userinfo(url: str) -> bool:
+    """``user[:password]@`` before the host, with or without a scheme (checked before any message echoes the URL)."""
+    rest = re.sub(r"^\s*[A-Za-z][A-Za-z0-9+.-]*:(//)?", "", url)
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return "@" in authority or "@" in urlsplit(url.strip()).netloc
+
+
+def _check_urls(node: Any, path: str) -> None:
+    """A URL with a user name or password would put a credential in logs and metrics labels."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            key = _join(path, str(k))
+            if isinstance(v, str) and str(k).endswith("url") and _has_userinfo(v):
+                raise _KeyProblem(
+                    key,
+                    "must not hold a user name or password (user:password@host); "
+                    "put the credential in the source's secret key, from the environment",
+                )
+            _check_urls(v, key)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_urls(v, f"{path}[{i}]")
+
+
+def _secret_problem(value: str) -> str | None:
+    if not value.strip():
+        return "is empty"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        return "is malformed: it holds whitespace or control characters"
+    if "${" in value:
+        return "is malformed: it holds an unresolved ${...} reference"
+    return None
+
+
+def _check_secrets(node: Any, path: str) -> None:
+    """Every ``SecretStr`` the command uses must be a plausible credential (never echoed)."""
+    if isinstance(node, SecretStr):
+        problem = _secret_problem(node.get_secret_value())
+        if problem:
+            raise _KeyProblem(path, f"secret {problem}")
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            _check_secrets(getattr(node, name), _join(path, name))
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            _check_secrets(v, f"{path}[{i}]")
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            _check_secrets(v, _join(path, str(k)))
+
+
+def _value_at(loc: tuple[Any, ...], data: Any) -> Any:
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+        elif isinstance(node, dict):
+            if part not in node and node.get("provider") == part:
+                continue
+            node = node.get(part)
+        else:
+            return None
     return node
 
 
@@ -187,30 +287,55 @@ def _message(err: dict[str, Any]) -> str:
     return msg
 
 
-def load_config(path: str | os.PathLike[str] | None = None, env: Mapping_ | None = None) -> Config:
-    """Read, interpolate and validate the config; raise ``ConfigError`` with one clear line."""
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping_ | None = None,
+    *,
+    command: str | None = None,
+) -> Config:
+    """Read, interpolate and validate the config; raise ``ConfigError`` with one clear line.
+
+    ``command`` (a key of ``COMMAND_SECTIONS``) limits what must resolve to the
+    sections that command uses, and ``connect``/``backfill`` need a source;
+    None checks every section and needs no source.
+    """
     env = os.environ if env is None else env
+    if command is not None and command not in COMMAND_SECTIONS:
+        raise ValueError(f"unknown command {command!r}")
+    used = set(COMMAND_SECTIONS[command]) if command is not None else set(_SECTIONS)
     raw_path = path if path is not None else env.get(CONFIG_ENV)
     if not raw_path:
         raise ConfigError(f"no config file: pass --config PATH or set {CONFIG_ENV}")
     file = Path(raw_path)
     try:
-        text = file.read_text()
+        raw = file.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config file: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{file}: not a UTF-8 text file (byte 0x{raw[exc.start]:02x} at offset {exc.start}): save it as UTF-8"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or "invalid YAML"
         raise ConfigError(f"{file}: not valid YAML{where}: {problem}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: the top level must be a mapping with kafka, worker and sources")
+    if "sources" in data and data["sources"] is None:
+        del data["sources"]  # "sources:" with nothing under it: no sources
     try:
-        data = _interpolate(data, "", env)
+        _check_refs(data, "")
+        data = {
+            k: _interpolate(v, str(k), env, lazy=k in _SECTIONS and k not in used) for k, v in data.items()
+        }
+        _check_urls(data, "")
     except _KeyProblem as p:
         raise ConfigError(f"{file}: {p.key}: {p.problem}") from None
     override = env.get(BOOTSTRAP_ENV)
@@ -221,12 +346,33 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping_ | None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        # Re-read the error with its input only for the provider tag, never echoing values.
-        if first["type"] == "union_tag_invalid":
-            first = exc.errors(include_url=False)[0]
-            first["input"] = first.get("ctx", {}).get("tag")
-        more = len(exc.errors()) - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise ConfigError(f"{file}: {_loc(first['loc'], data)}: {_message(first)}{suffix}") from None
+        errors = exc.errors(include_url=False, include_input=False)
+        # An unused section may fail only because a reference there is left unresolved: not this command's business.
+        unused = [
+            e for e in errors
+            if e["loc"] and e["loc"][0] not in used
+            and isinstance(v := _value_at(e["loc"], data), str) and _ENV_REF.search(v)
+        ]
+        if unused and len(unused) == len(errors):
+            config = Config.model_validate({k: v for k, v in data.items() if k in used or k not in _SECTIONS})
+        else:
+            _raise_first(file, exc, [e for e in errors if e not in unused], data)
+    if command in _NEEDS_SOURCES and not config.sources:
+        raise ConfigError(f"{file}: sources: at least one source is required for {command}")
+    try:
+        for section in sorted(used):
+            _check_secrets(getattr(config, section), section)
+    except _KeyProblem as p:
+        raise ConfigError(f"{file}: {p.key}: {p.problem}") from None
     return config.model_copy(update={"path": file})
+
+
+def _raise_first(file: Path, exc: ValidationError, errors: list[Any], data: Any) -> None:
+    first = errors[0]
+    # Re-read the error with its input only for the provider tag, never echoing values.
+    if first["type"] == "union_tag_invalid":
+        first = dict(first)
+        first["input"] = first.get("ctx", {}).get("tag")
+    more = len(errors) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    raise ConfigError(f"{file}: {_loc(first['loc'], data)}: {_message(first)}{suffix}") from None

@@ -104,7 +104,7 @@ def _pipe(name: str, stream: IO[bytes]) -> None:
 def _up(args: argparse.Namespace) -> int:
     from mailpulse.topics.admin import ensure_topics
 
-    config = load_config(args.config)
+    config = load_config(args.config, command="connect")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the status line's own scrapes
     kafka = _launcher(args)
     started_kafka = False

@@ -173,8 +173,19 @@ def _ssl_reason(exc: BaseException) -> str:
 KafkaTarget = Union[KafkaConfig, str]
 
 
+_BOOTSTRAP_ENV = "MAILPULSE_KAFKA_BOOTSTRAP"  # mailpulse.config.BOOTSTRAP_ENV (config imports this module)
+
+
 class KafkaAccessError(MailpulseError):
-    """Kafka could not be reached, or refused the TLS handshake or the credentials. One line."""
+    """Kafka could not be reached, or refused the TLS handshake or the credentials. One line.
+
+    Exit code 2 when the config is what to fix (credentials, TLS, the protocol of the
+    listener), 1 when the brokers are down or unreachable (the same config may work later).
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class _ClosedOnFirstRequest(KafkaError):
@@ -311,7 +322,7 @@ def describe_access_failure(kafka: KafkaConfig, exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return f"{where} did not answer in time: is security_protocol the one of that listener, and is the host reachable?"
     if isinstance(exc, ConnectionRefusedError):
-        return f"cannot reach {where}: connection refused (is the broker running, is the port right?)"
+        return f"cannot reach {where}: connection refused (is the broker running? check kafka.bootstrap_servers or {_BOOTSTRAP_ENV})"
     if isinstance(exc, socket.gaierror):
         return f"cannot reach {where}: cannot resolve the host name ({_one_line(exc.strerror or exc)})"
     if isinstance(exc, OSError) and not isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
@@ -369,7 +380,8 @@ async def check_kafka(target: KafkaTarget, timeout_s: float = 20.0) -> None:
             conn.close()
         return
     worst = min(failures, key=_rank)
-    raise KafkaAccessError(describe_access_failure(kafka, worst))
+    config_problem = _rank(worst) < 2 or isinstance(worst, _ClosedOnFirstRequest)
+    raise KafkaAccessError(describe_access_failure(kafka, worst), exit_code=2 if config_problem else 1)
 
 
 async def start_client(client: Any, target: KafkaTarget) -> None:

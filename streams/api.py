@@ -25,6 +25,7 @@ from yarl import URL
 
 from mailpulse.streams.app import Streams
 from mailpulse.streams.metrics import CONTENT_TYPE_LATEST
+from mailpulse.streams.params import check_request
 from mailpulse.streams.query import (
     QueryError,
     campaign_answer,
@@ -67,6 +68,8 @@ def install_api(s: Streams) -> None:
         def deco(fun: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def get(view: Any, request: Any, **kw: Any) -> Any:
                 try:
+                    # The document's own constraints first: a value it rules out is a 400, never answered.
+                    check_request(request.match_info.route.resource.canonical, request.query, kw)
                     resp = await fun(view, request, **kw)
                 except QueryError as exc:
                     resp = _error(view, 400, str(exc), exc.parameter)

@@ -25,7 +25,7 @@ from typing import Any
 import faust
 
 from mailpulse.config import Config
-from mailpulse.kafkaclient import check_kafka, faust_credentials, kafka_client_settings, start_client
+from mailpulse.kafkaclient import faust_credentials
 from mailpulse.streams.aggregates import PartitionView
 from mailpulse.streams.kafka_compat import patch_read_committed
 from mailpulse.streams.metrics import WorkerMetrics
@@ -192,8 +192,10 @@ async def ensure_internal_topics(streams: Streams, timeout_s: float = 30.0) -> l
     only picked up after the next metadata refresh and rebalance, minutes
     later, and until then its agent reads nothing.
     """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
+
+    from mailpulse.topics.admin import start_admin
 
     config = streams.config
     rf = config.kafka.replication_factor or 1
@@ -203,9 +205,7 @@ async def ensure_internal_topics(streams: Streams, timeout_s: float = 30.0) -> l
     }
     for table in streams.tables.values():
         wanted[table.changelog_topic_name] = {"cleanup.policy": "compact"}
-    await check_kafka(config.kafka)  # a refused password or unknown CA: one line, before Faust starts
-    admin = AIOKafkaAdminClient(**kafka_client_settings(config.kafka), request_timeout_ms=int(timeout_s * 1000))
-    await start_client(admin, config.kafka)
+    admin = await start_admin(config.kafka, timeout_s=timeout_s)
     try:
         present = set(await admin.list_topics())
         missing = [n for n in wanted if n not in present]

@@ -23,6 +23,9 @@ def build_worker(config: Config) -> Any:
     from mailpulse.streams.api import install_api
     from mailpulse.streams.app import create_app
     from mailpulse.streams.progress import install_progress
+    from mailpulse.streams import http_errors
+
+    http_errors.install()
 
     streams = create_app(config)
     install_agents(streams)
@@ -75,7 +78,13 @@ def run_worker(config: Config) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_config(args.config, command="worker")
+    from mailpulse.topics.admin import preflight
+
+    asyncio.run(preflight(config.kafka, config.kafka.topic_prefix, config_path=config.path))
+    from mailpulse.kafkalog import install_outage_filter
+
+    install_outage_filter(config.kafka.bootstrap_servers)
     return run_worker(config)
 
 

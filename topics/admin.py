@@ -3,22 +3,103 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from mailpulse.errors import MailpulseError
-from mailpulse.kafkaclient import KafkaTarget, check_kafka, kafka_client_settings, start_client
+from mailpulse.kafkaclient import KafkaAccessError, KafkaTarget, check_kafka, kafka_client_settings, start_client
 from mailpulse.topics.contracts import TOPICS, TopicSpec, topic_name
 
-__all__ = ["TopicsError", "Drift", "TopicsReport", "ensure_topics", "describe_drift"]
+__all__ = [
+    "TopicsError",
+    "TopicsNotCreated",
+    "Drift",
+    "TopicsReport",
+    "ensure_topics",
+    "describe_drift",
+    "start_admin",
+    "check_contract_topics",
+    "preflight",
+]
 
 
 class TopicsError(MailpulseError):
     """The cluster refused to create a contract topic."""
+
+
+class TopicsNotCreated(MailpulseError):
+    """A contract topic is missing, or not as its contract says (e.g. auto-created by the broker): exit code 2."""
+
+    exit_code = 2
+
+
+@contextlib.contextmanager
+def _quiet(name: str = "aiokafka"):  # type: ignore[no-untyped-def]
+    """aiokafka logs every refused connection at ERROR; at start one line of ours says it all."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+async def start_admin(kafka: KafkaTarget, *, timeout_s: float = 30.0) -> AIOKafkaAdminClient:
+    """A started admin client, or ``KafkaAccessError`` with one line saying why (and nothing left open).
+
+    ``check_kafka`` connects once first: a broker that is down, a refused password or an
+    unknown CA is one line before aiokafka starts logging its retries.
+    """
+    await check_kafka(kafka, timeout_s=timeout_s)
+    admin = AIOKafkaAdminClient(**kafka_client_settings(kafka), request_timeout_ms=int(timeout_s * 1000))
+    with _quiet():
+        await start_client(admin, kafka)
+    return admin
+
+
+#: What must hold for a command to start: the rest of a drift is ``topics create``'s report.
+_START_SETTINGS = ("partitions", "cleanup.policy")
+
+
+async def check_contract_topics(
+    admin: AIOKafkaAdminClient, prefix: str = "", specs: Iterable[TopicSpec] = TOPICS
+) -> list[str]:
+    """Problems that make starting unsafe: a missing contract topic, or one with other partitions or cleanup policy."""
+    specs = list(specs)
+    present = set(await admin.list_topics())
+    problems = [f"{topic_name(s, prefix)} is missing" for s in specs if topic_name(s, prefix) not in present]
+    existing = [s for s in specs if topic_name(s, prefix) in present]
+    problems += [str(d) for d in await describe_drift(admin, existing, prefix) if d.setting in _START_SETTINGS]
+    return problems
+
+
+async def preflight(kafka: KafkaTarget, prefix: str = "", *, config_path: object = None, timeout_s: float = 15.0) -> None:
+    """Before a worker or poller starts: Kafka answers and every contract topic exists as its contract says.
+
+    Without this, a consumer or producer makes the broker auto-create a
+    contract topic (1 partition, delete policy) and the pipeline runs on it.
+    """
+    admin = await start_admin(kafka, timeout_s=timeout_s)
+    try:
+        try:
+            problems = await check_contract_topics(admin, prefix)
+        except (KafkaError, asyncio.TimeoutError) as exc:
+            servers = kafka if isinstance(kafka, str) else kafka.bootstrap_servers
+            raise KafkaAccessError(f"Kafka at {servers}: listing the topics failed ({type(exc).__name__})") from None
+    finally:
+        with _quiet():
+            await admin.close()
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        flag = f" --config {config_path}" if config_path else ""
+        raise TopicsNotCreated(f"contract topics not ready ({shown}): run `mailpulse topics create{flag}` first")
 
 
 @dataclass(frozen=True)
@@ -59,9 +140,7 @@ async def ensure_topics(
     policy change can delete data, so an operator decides.
     """
     specs = list(specs)
-    await check_kafka(kafka)  # a refused password or unknown CA: one line, before aiokafka logs its retries
-    admin = AIOKafkaAdminClient(**kafka_client_settings(kafka), request_timeout_ms=30000)
-    await start_client(admin, kafka)
+    admin = await start_admin(kafka)
     try:
         brokers = len((await admin.describe_cluster())["brokers"])
         rf = replication_factor or min(3, brokers)

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _kafka_settings(args: argparse.Namespace) -> tuple[KafkaConfig, str, int | None]:
     if args.config:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, command="topics create")
     else:
         cfg = Config()
     bootstrap = args.bootstrap or os.environ.get(BOOTSTRAP_ENV) or cfg.kafka.bootstrap_servers

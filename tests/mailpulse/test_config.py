@@ -166,3 +166,86 @@ def test_bad_bootstrap_servers_are_named(write):
 )
 def test_durations(text, seconds):
     assert parse_duration(text).total_seconds() == seconds
+
+
+# --- hardening: encodings, per-command sections, secrets, URLs -------------------------------------
+
+
+def test_a_file_that_is_not_utf8_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    message = _error(path)
+    assert "not a UTF-8 text file" in message
+
+
+@pytest.mark.parametrize("text", ["", "kafka: {bootstrap_servers: 'h:1'}\n", "sources: []\n", "sources:\n"])
+@pytest.mark.parametrize("command", ["connect", "backfill"])
+def test_connect_and_backfill_need_a_source_worker_and_topics_do_not(write, text, command):
+    path = write(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={}, command=command)
+    assert str(info.value) == f"{path}: sources: at least one source is required for {command}"
+    for other in ("worker", "topics create"):
+        assert load_config(path, env={}, command=other).sources == []
+
+
+def test_a_command_resolves_only_the_sections_it_uses(write):
+    path = write(SMARTCQ.replace("https://app.smartcq.it", "${SMARTCQ_URL}"))
+    for command in ("topics create", "worker"):
+        load_config(path, env={}, command=command)  # neither key nor URL asked for
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={"SMARTCQ_URL": "https://h"}, command="connect")
+    assert str(info.value) == f"{path}: sources[0].api_key: environment variable SMARTCQ_KEY is not set"
+
+
+def test_an_unused_section_is_still_validated(write):
+    path = write(SMARTCQ + "    poll_interval: 6x\n")
+    with pytest.raises(ConfigError, match=r"sources\[0\].poll_interval: invalid duration"):
+        load_config(path, env={}, command="topics create")
+
+
+@pytest.mark.parametrize(
+    "value, env, problem",
+    [
+        ("${SMARTCQ_KEY:-}", {}, "secret is empty"),
+        ("'   '", {}, "secret is empty"),
+        ("${SMARTCQ_KEY}", {"SMARTCQ_KEY": "abc def"}, "secret is malformed"),
+        ("${SMARTCQ_KEY}", {"SMARTCQ_KEY": "abc\n"}, "secret is malformed"),
+    ],
+)
+def test_an_empty_or_malformed_secret_names_the_key_not_the_value(write, value, env, problem):
+    path = write(SMARTCQ.replace("${SMARTCQ_KEY}", value))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env=env, command="connect")
+    message = str(info.value)
+    assert message.startswith(f"{path}: sources[0].api_key: {problem}")
+    assert "abc" not in message
+
+
+@pytest.mark.parametrize("value", ['"${SMARTCQ_KEY"', '"x${}"', '"${1KEY}"', '"${SMARTCQ_KEY:-x"'])
+def test_a_malformed_reference_is_a_config_error_naming_the_key(write, value):
+    path = write(SMARTCQ.replace("${SMARTCQ_KEY}", value))
+    for command in ("connect", "topics create"):
+        with pytest.raises(ConfigError) as info:
+            load_config(path, env={"SMARTCQ_KEY": "k"}, command=command)
+        assert str(info.value).startswith(f"{path}: sources[0].api_key: malformed environment reference")
+
+
+def test_a_malformed_reference_outside_sources_is_named(write):
+    path = write("kafka: {topic_prefix: '${PREFIX'}\n")
+    with pytest.raises(ConfigError, match=r"kafka.topic_prefix: malformed environment reference"):
+        load_config(path, env={}, command="worker")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://admin:hunter2pw@h.example", "https://hunter2pw@h.example/x", "http://admin:hunter2pw@h x", "admin:hunter2pw@h.example"],
+)
+def test_a_base_url_with_credentials_is_rejected_without_echoing_them(write, url):
+    path = write(SMARTCQ.replace("https://app.smartcq.it", f"'{url}'"))
+    for command in ("connect", "topics create"):
+        with pytest.raises(ConfigError) as info:
+            load_config(path, env={"SMARTCQ_KEY": "k"}, command=command)
+        message = str(info.value)
+        assert message.startswith(f"{path}: sources[0].base_url: must not hold a user name or password")
+        assert "hunter2pw" not in message and "admin" not in message

@@ -243,3 +243,70 @@ async def test_hourly_windows_count_each_message_in_the_hour_it_was_first_sent(l
         assert starts == sorted(starts, reverse=True)
         # The generator spreads messages over the last 40 h: all inside the 48 h kept.
         assert got == dict(expected[key]), key
+
+
+async def test_values_the_document_rules_out_are_a_json_400_naming_the_parameter(live: Live) -> None:
+    w = live.worker
+    for path, params, parameter in [
+        ("/v1/campaigns", {"source": ""}, "source"),
+        ("/v1/campaigns", {"scope": "global"}, "scope"),
+        ("/v1/campaigns", {"limit": ""}, "limit"),
+        ("/v1/campaigns/acme-smartcq:c0/hourly", {"hours": "+5"}, "hours"),
+    ]:
+        r = w.get(path, **params)
+        assert r.status_code == 400, (path, params, r.text)
+        assert r.headers["content-type"].startswith("application/json")
+        jsonschema.validate(r.json(), schema("Error"))
+        assert r.json()["error"]["parameter"] == parameter
+    assert w.get("/v1/campaigns", scope="local").status_code == 200
+
+
+async def test_an_oversized_request_line_or_header_is_a_json_4xx_and_one_short_log_line(live: Live) -> None:
+    import httpx
+
+    w = live.worker
+    before = w.log.read_text(errors="replace")
+    r1 = httpx.get(w.url + "/v1/campaigns", params={"source": "a" * 9000}, timeout=15)
+    r2 = httpx.get(w.url + "/v1/campaigns", headers={"X-Big": "b" * 9000}, timeout=15)
+    for r, status in ((r1, 414), (r2, 431)):
+        assert r.status_code == status, r.text
+        assert r.headers["content-type"].startswith("application/json")
+        jsonschema.validate(r.json(), schema("Error"))
+        assert r.json()["error"]["status"] == status
+    assert w.get("/healthz").status_code == 200
+    await asyncio.sleep(0.5)
+    new = w.log.read_text(errors="replace")[len(before):]
+    rejected = [line for line in new.splitlines() if "rejected an HTTP request" in line]
+    assert len(rejected) == 2, new
+    assert all(len(line) < 200 and "aaaa" not in line and "bbbb" not in line for line in rejected), rejected
+    assert "Traceback" not in new and "Error handling request" not in new, new
+
+
+#: Generated cases per operation (7 operations; about 200 requests, ~5 s, so CI time stays low).
+SCHEMATHESIS_EXAMPLES = 20
+
+
+async def test_schemathesis_finds_no_5xx_and_every_answer_conforms_to_the_document(live: Live, tmp_path: Path) -> None:
+    """The fuzzer's probes, kept running: positive and negative inputs against the live worker."""
+    import subprocess
+    import sys
+
+    from mailpulse.streams import schemas
+
+    doc = Path(schemas.__file__).with_name("openapi.yaml")
+    cmd = [
+        sys.executable, "-m", "schemathesis.cli", "run", str(doc),
+        "--url", live.worker.url,
+        "--checks", "all",
+        "--phases", "examples,coverage,fuzzing",
+        "--max-examples", str(SCHEMATHESIS_EXAMPLES),
+        "--seed", "20261201",
+        "--workers", "1",
+        "--request-timeout", "20",
+        "--generation-database", "none",
+        "--no-color",
+    ]  # fmt: skip
+    result = await asyncio.to_thread(
+        subprocess.run, cmd, capture_output=True, text=True, cwd=tmp_path, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
