@@ -101,8 +101,8 @@ async def process_events(s: Streams, records: list[Any]) -> None:
             dead.append(_dead_letter(msg.key, value, f"invalid event: undecodable ({type(exc).__name__}: {exc})"))
             continue
         key = msg.key
-        # fact[2], fact[-1]: source, message_id; the key must be their {source}:{message_id}.
-        if key is None or key.decode("utf-8", "replace") != f"{fact[2]}:{fact[-1]}":
+        # The record key must be the {source}:{message_id} of its value.
+        if key is None or key.decode("utf-8", "replace") != f"{fact.source}:{fact.message_id}":
             dead.append(_dead_letter(msg.key, value, "record key does not match {source}:{message_id} of its value"))
             continue
         by_partition[msg.partition][key].append(fact)
