@@ -25,7 +25,7 @@ import orjson
 
 from mailpulse.streams.aggregates import PartitionView, merge_partial
 from mailpulse.streams.app import Streams
-from mailpulse.streams.kafka_compat import register_bulk_handler
+from mailpulse.streams.faust_internals import bulk_agent
 from mailpulse.streams.query import campaign_answer, contact_answer
 from mailpulse.streams.decode import decode_record
 from mailpulse.streams.reducers import Fact, MessageState, decode_state, encode_state, merge_facts
@@ -101,8 +101,8 @@ async def process_events(s: Streams, records: list[Any]) -> None:
             dead.append(_dead_letter(msg.key, value, f"invalid event: undecodable ({type(exc).__name__}: {exc})"))
             continue
         key = msg.key
-        # fact[2], fact[-1]: source, message_id; the key must be their {source}:{message_id}.
-        if key is None or key.decode("utf-8", "replace") != f"{fact[2]}:{fact[-1]}":
+        # The record key must be the {source}:{message_id} of its value.
+        if key is None or key.decode("utf-8", "replace") != f"{fact.source}:{fact.message_id}":
             dead.append(_dead_letter(msg.key, value, "record key does not match {source}:{message_id} of its value"))
             continue
         by_partition[msg.partition][key].append(fact)
@@ -289,28 +289,27 @@ def sync_views(s: Streams) -> None:
 
 
 def install_agents(s: Streams) -> None:
-    """Register the stage-1 and stage-2 handlers, the publishing timer and the rebalance hooks.
+    """Register the stage-1 and stage-2 agents, the publishing timer and the rebalance hooks.
 
-    No Faust agent reads a record: every topic is handed to its handler one
-    fetched batch at a time by the consumer (``mailpulse.streams.kafka_compat``), acked
-    when the handler returns. Faust still owns the group membership, the
-    assignment, table recovery, commits, timers and the web server.
+    The agents are bulk agents (``mailpulse.streams.faust_internals.bulk_agent``):
+    each gets every record of one fetch of its topic in one call, acked when
+    it returns. Faust still owns the group membership, the assignment, table
+    recovery, commits, timers and the web server.
     """
     app = s.app
     w = s.config.worker
 
+    @bulk_agent(app, s.events_topic)
     async def messages(records: list[Any]) -> None:
         await process_events(s, records)
 
+    @bulk_agent(app, s.campaign_inputs)  # campaign partials + campaign metadata
     async def campaigns(records: list[Any]) -> None:
         await process_partials(s, records, kind="campaign")
 
+    @bulk_agent(app, s.contact_partials)
     async def contacts(records: list[Any]) -> None:
         await process_partials(s, records, kind="contact")
-
-    register_bulk_handler(app, s.events_topic, messages)
-    register_bulk_handler(app, s.campaign_inputs, campaigns)
-    register_bulk_handler(app, s.contact_partials, contacts)
 
     interval = w.publish_interval.total_seconds()
 

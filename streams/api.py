@@ -24,6 +24,7 @@ from faust.web import View
 from yarl import URL
 
 from mailpulse.streams.app import Streams
+from mailpulse.streams.faust_internals import partition_owner_urls
 from mailpulse.streams.metrics import CONTENT_TYPE_LATEST
 from mailpulse.streams.params import check_request
 from mailpulse.streams.query import (
@@ -105,7 +106,7 @@ def install_api(s: Streams) -> None:
         partition = partition_of(kb)
         # Faust's router asks the producer's metadata for the partition, which it
         # lacks for topics this worker never produced to: hash it ourselves.
-        url = app.assignor._tps_url.get(TP(s.tables[table].changelog_topic_name, partition))
+        url = partition_owner_urls(app).get(TP(s.tables[table].changelog_topic_name, partition))
         if url is None:
             return _error(view, 503, "no worker owns this key yet (rebalancing)")
         dest = URL(url)
@@ -195,7 +196,7 @@ def install_api(s: Streams) -> None:
             mine = local_list(source, limit, order)
             if q.get("scope") == "local":
                 return _json(self, {"items": mine})
-            urls = {URL(u) for u in app.assignor._tps_url.values()}
+            urls = {URL(u) for u in partition_owner_urls(app).values()}
             others = [u for u in urls if not is_self(u)]
             lists = [mine]
             for u in others:

@@ -27,7 +27,7 @@ import faust
 from mailpulse.config import Config
 from mailpulse.kafkaclient import faust_credentials
 from mailpulse.streams.aggregates import PartitionView
-from mailpulse.streams.kafka_compat import patch_read_committed
+from mailpulse.streams.faust_internals import patch_read_committed
 from mailpulse.streams.metrics import WorkerMetrics
 from mailpulse.streams.tables import PartitionStore
 from mailpulse.topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS, DLQ, EVENTS, topic_name
