@@ -142,6 +142,7 @@ def _fast(raw: bytes | str) -> Fact | None:
             no_reports,
             counter,
             message_id,
+            (observed - _EPOCH) // _MS,
         ),
     )
 

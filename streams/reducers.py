@@ -25,6 +25,7 @@ provider's running counter when it reports one (its largest value seen).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import orjson
@@ -119,6 +120,8 @@ class Fact(NamedTuple):
     #: The provider's running opens (for an open) or clicks (for a click) counter, else 0.
     counter: int
     message_id: str
+    #: ``observed_at`` (when a poller read it) in epoch milliseconds: the freshness metric's second reference.
+    observed_ms: int
 
 
 
@@ -140,18 +143,12 @@ def fact_of(ev: EmailEvent) -> Fact:
         counter = _counter(attrs, ATTR_CLICKS_COUNTER)
     else:
         counter = 0
-    dt = ev.occurred_at
-    # Exact epoch ms (floor), like (occurred_at - epoch) // 1 ms.
-    ts = (dt.toordinal() - 719163) * 86_400_000 + (dt.hour * 3600 + dt.minute * 60 + dt.second) * 1000 + dt.microsecond // 1000
-    offset = dt.utcoffset()
-    if offset:
-        ts -= (offset.days * 86_400 + offset.seconds) * 1000 + offset.microseconds // 1000
     return Fact(
         short_id(ev.event_id),
         ev.provider,
         ev.source,
         t,
-        ts,
+        _epoch_ms(ev.occurred_at),
         ev.campaign_id,
         ev.contact_id,
         ev.email,
@@ -159,7 +156,17 @@ def fact_of(ev: EmailEvent) -> Fact:
         bool(attrs) and attrs.get(ATTR_REPORTS_DELIVERY) is False,
         counter,
         ev.message_id,
+        _epoch_ms(ev.observed_at),
     )
+
+
+def _epoch_ms(dt: datetime) -> int:
+    """Exact epoch ms (floor), like ``(dt - epoch) // 1 ms``, for an aware datetime."""
+    ms = (dt.toordinal() - 719163) * 86_400_000 + (dt.hour * 3600 + dt.minute * 60 + dt.second) * 1000 + dt.microsecond // 1000
+    offset = dt.utcoffset()
+    if offset:
+        ms -= (offset.days * 86_400 + offset.seconds) * 1000 + offset.microseconds // 1000
+    return ms
 
 
 # Not frozen: a frozen dataclass's __init__ sets every field through
@@ -227,7 +234,7 @@ def merge_facts(state: MessageState | None, facts: Sequence[Fact]) -> MessageSta
             continue
         ids.add(sid)
         # The fields of Fact, in order (unpacking is cheaper than 9 attribute reads).
-        _, _, _, t, ts, cid, tid, em, bf, no_reports, counter, _ = f
+        _, _, _, t, ts, cid, tid, em, bf, no_reports, counter, _, _ = f
         o = first.get(t)
         if o is None or ts < o:
             first[t] = ts
