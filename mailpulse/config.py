@@ -72,6 +72,23 @@ class WorkerConfig(_Model):
     publish_interval: Duration = timedelta(seconds=1)
     #: Faust log level of the worker: crit, error, warn, info or debug.
     log_level: Literal["crit", "error", "warn", "info", "debug"] = "warn"
+    #: The most recently active campaigns (of those this worker owns) exported to Prometheus.
+    metrics_campaigns: int = Field(default=200, ge=0, le=10_000)
+    #: Extra mailbox-provider groups: name -> domains (``acme.com``) or ``label.*`` patterns.
+    mailbox_providers: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("mailbox_providers")
+    @classmethod
+    def _mailbox_groups(cls, groups: dict[str, list[str]]) -> dict[str, list[str]]:
+        if len(groups) > 20:
+            raise ValueError("at most 20 groups (each is a label value of every mailbox metric)")
+        for name, domains in groups.items():
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name) or name in ("other", "unknown"):
+                raise ValueError(f"group {name!r}: use 1-32 lower-case letters, digits, '_' or '-' (not other/unknown)")
+            for d in domains:
+                if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)*(\.\*)?", d.strip().lower()):
+                    raise ValueError(f"group {name!r}: {d!r} is not a domain (gmail.com) or a label.* pattern (outlook.*)")
+        return groups
 
 
 class ConnectConfig(_Model):

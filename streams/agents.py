@@ -25,6 +25,7 @@ import orjson
 
 from mailpulse.streams.aggregates import PartitionView, merge_partial
 from mailpulse.streams.app import Streams
+from mailpulse.streams.rollups import Rollup, campaign_group, contact_group
 from mailpulse.streams.faust_internals import bulk_agent
 from mailpulse.streams.query import campaign_answer, contact_answer
 from mailpulse.streams.decode import decode_record
@@ -108,6 +109,8 @@ async def process_events(s: Streams, records: list[Any]) -> None:
         by_partition[msg.partition][key].append(fact)
     new = dup = 0
     now = _now_ms()
+    #: provider -> (occurred_ms, observed_ms) of the events applied: the freshness histogram.
+    applied: dict[str, tuple[list[int], list[int]]] = {}
     get = s.messages.get
     # No ownership filter here: during a rebalance the consumer's assignment is
     # briefly empty, and skipping (yet acking) a batch of a partition this worker
@@ -129,6 +132,12 @@ async def process_events(s: Streams, records: list[Any]) -> None:
                 dup += len(facts)
                 continue
             new += len(facts)
+            times = applied.get(state.provider)
+            if times is None:
+                times = applied[state.provider] = ([], [])
+            for f in facts:
+                times[0].append(f.occurred_ms)
+                times[1].append(f.observed_ms)
             writes.append((key, encode_state(state)))
             changed.append((key, state))
             view.apply(old, state, now)
@@ -139,6 +148,8 @@ async def process_events(s: Streams, records: list[Any]) -> None:
         s.metrics.state_writes.labels("messages").inc(len(writes))
     for key, value in dead:
         await s.app.producer.send(s.dlq_name, key, value, None, None, None)
+    for provider, (occurred, observed) in applied.items():
+        s.freshness.observe(provider, now, occurred, observed)
     m = s.metrics
     m.events.labels("new").inc(new)
     m.events.labels("duplicate").inc(dup)
@@ -172,21 +183,60 @@ async def publish_partials(s: Streams) -> None:
             s.metrics.partials.labels(kind).inc(len(items))
 
 
-def _decode_meta(value: bytes | None) -> dict[str, Any] | None:
+#: What stage 2 keeps of a metadata record: campaigns' names for the API, contacts' addresses for the mailbox figures.
+_META_FIELDS = {"campaign": ("name", "subject", "send_time"), "contact": ("email",)}
+
+
+def _decode_meta(value: bytes | None, kind: str) -> dict[str, Any] | None:
     if value is None:
         return None
     data = orjson.loads(value)
     if not isinstance(data, dict):
-        raise ValueError("campaign metadata must be a JSON object")
-    return {k: data.get(k) for k in ("name", "subject", "send_time")}
+        raise ValueError(f"{kind} metadata must be a JSON object")
+    meta = {k: data.get(k) for k in _META_FIELDS[kind]}
+    if kind == "contact" and not (isinstance(meta["email"], str) and "@" in meta["email"]):
+        meta["email"] = None
+    return meta
+
+
+def rollup_for(s: Streams, kind: str, partition: int) -> Rollup:
+    """The stage-2 partition's totals by group, built from its table the first time they are needed."""
+    rollups = s.campaign_rollups if kind == "campaign" else s.contact_rollups
+    rollup = rollups.get(partition)
+    if rollup is None:
+        group_of = campaign_group if kind == "campaign" else contact_group(s.classifier.classify)
+        rollup = Rollup(group_of)
+        store = s.campaign_table if kind == "campaign" else s.contact_table
+        last_at: dict[bytes, int] = {}
+        items = []
+        for key, raw in store.items(partition):
+            value = orjson.loads(raw)
+            items.append((key.decode(), value))
+            if kind == "campaign":
+                _note_last_at(last_at, key, value)
+        rollup.rebuild(items, _now_ms())
+        rollups[partition] = rollup
+        if kind == "campaign":
+            s.campaign_last_at[partition] = last_at
+    return rollup
+
+
+def _note_last_at(index: dict[bytes, int], key: bytes, value: Any) -> None:
+    """Remember a campaign's latest event time (the exported top N are the most recent)."""
+    latest = max((p.get("l") or 0 for p in (value or {}).get("partials", {}).values() if p.get("n", 0) > 0), default=0)
+    if latest:
+        index[key] = latest
+    else:
+        index.pop(key, None)
 
 
 async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None:
-    """Stage 2: merge partials (and campaign metadata) into the campaign or contact table."""
+    """Stage 2: merge partials (and metadata) into the campaign or contact table, and its rollup."""
     started = time.perf_counter()
     store = s.campaign_table if kind == "campaign" else s.contact_table
     dirty = s.dirty_campaigns if kind == "campaign" else s.dirty_contacts
-    meta_topic = s.campaigns_topic.get_topic_name()
+    meta_topic = (s.campaigns_topic if kind == "campaign" else s.contacts_topic).get_topic_name()
+    now = _now_ms()
     # partition -> key -> [("meta", value) | ("partial", partial)], in log order
     grouped: dict[int, dict[bytes, list[tuple[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     consumed = 0
@@ -194,7 +244,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
         try:
             if msg.topic == meta_topic:
                 if msg.key is not None:
-                    grouped[msg.partition][msg.key].append(("meta", _decode_meta(msg.value)))
+                    grouped[msg.partition][msg.key].append(("meta", _decode_meta(msg.value, kind)))
                     consumed += 1
                 continue
             for key, partial in orjson.loads(msg.value):
@@ -205,14 +255,19 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
     stale = 0
     for partition, keys in grouped.items():
         writes: list[tuple[bytes, bytes]] = []
+        rollup = rollup_for(s, kind, partition)
+        last_at = s.campaign_last_at.get(partition)
         for key, items in keys.items():
             raw = store.get(partition, key)
             value = None if raw is None else orjson.loads(raw)
             new = value
+            answer_changed = False
             for what, item in items:
                 if what == "meta":
                     new = dict(new or {})
                     new["meta"] = item
+                    # A contact's answer shows no metadata (its address stays in the worker).
+                    answer_changed = answer_changed or kind == "campaign"
                     continue
                 try:
                     merged = merge_partial(new, item)
@@ -223,9 +278,14 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
                     stale += 1
                 else:
                     new = merged
+                    answer_changed = True
             if new is not value:
                 writes.append((key, orjson.dumps(new)))
-                dirty[key] = partition
+                rollup.replace(key.decode(), value, new, now)
+                if last_at is not None:
+                    _note_last_at(last_at, key, new)
+                if answer_changed:
+                    dirty[key] = partition
         await store.put_many(partition, writes)
         s.metrics.state_writes.labels(kind + "s").inc(len(writes))
     s.metrics.partials_stale.labels(kind).inc(stale)
@@ -280,6 +340,18 @@ def sync_views(s: Streams) -> None:
                 dirty[key] = partition
         for key in [k for k, p in dirty.items() if p not in stage2]:
             del dirty[key]
+    # Stage-2 totals: dropped for partitions given up (their series go with them), built for new ones.
+    for kind, rollups, topic in (
+        ("campaign", s.campaign_rollups, s.campaign_partials.get_topic_name()),
+        ("contact", s.contact_rollups, s.contact_partials.get_topic_name()),
+    ):
+        stage2 = {tp.partition for tp in assignment if tp.topic == topic}
+        for partition in [p for p in rollups if p not in stage2]:
+            del rollups[partition]
+            if kind == "campaign":
+                s.campaign_last_at.pop(partition, None)
+        for partition in sorted(stage2):
+            rollup_for(s, kind, partition)
     s.metrics.partitions.set(len(s.views))
     # The rebuilt views and cached states live until the next rebalance: move
     # them out of the collector's way (gen2 collections would rescan them all).
@@ -307,7 +379,7 @@ def install_agents(s: Streams) -> None:
     async def campaigns(records: list[Any]) -> None:
         await process_partials(s, records, kind="campaign")
 
-    @bulk_agent(app, s.contact_partials)
+    @bulk_agent(app, s.contact_inputs)  # contact partials + contacts' addresses (mailpulse.contacts.v1)
     async def contacts(records: list[Any]) -> None:
         await process_partials(s, records, kind="contact")
 
@@ -331,5 +403,8 @@ def install_agents(s: Streams) -> None:
         # the partition meanwhile), and its partials, carrying the old epoch,
         # would be ignored by stage 2 forever.
         s.views.clear()
+        s.campaign_rollups.clear()
+        s.contact_rollups.clear()
+        s.campaign_last_at.clear()
         s.views_ready = False
         s.metrics.ready.set(0)

@@ -54,6 +54,8 @@ _NF = len(FLAG_FIELDS)
 #: is ~11 MB per partition, ~92 MB for 8. The cache goes with the view (on
 #: revoke), so no state outlives a rebalance.
 STATE_CACHE_SIZE = 4096
+#: Contacts whose expired hourly rows one publish tick drops (per partition).
+CONTACT_SWEEP = 2000
 _NC = len(COUNT_FIELDS)
 
 
@@ -86,6 +88,7 @@ class Aggregate:
         "last_clicked_at",
         "status_at",
         "hourly",
+        "email",
     )
 
     def __init__(self, provider: str) -> None:
@@ -100,6 +103,8 @@ class Aggregate:
         self.last_clicked_at: int | None = None
         self.status_at: list[int | None] = [None, None, None, None]
         self.hourly: dict[int, list[int]] | None = None
+        #: A contact's address, where its messages' events carried one (smallest seen; it never moves away).
+        self.email: str | None = None
 
     def add(self, c: Contribution, sign: int, *, hourly: bool, horizon: int) -> None:
         self.messages += sign
@@ -137,6 +142,9 @@ class Aggregate:
             self.last_opened_at = last_opened_at
         if last_clicked_at is not None and (self.last_clicked_at is None or last_clicked_at > self.last_clicked_at):
             self.last_clicked_at = last_clicked_at
+        email = c.email
+        if email is not None and (self.email is None or email < self.email):
+            self.email = email
         if status_at != _NO_STATUS:
             sa = self.status_at
             for i, t in enumerate(status_at):
@@ -199,12 +207,13 @@ class Aggregate:
             "f": self.first_at,
             "l": self.last_at,
         }
-        if kind == "campaign":
-            out["h"] = {str(k): v for k, v in (self.hourly or {}).items()}
-        else:
+        out["h"] = {str(k): v for k, v in (self.hourly or {}).items()}
+        if kind == "contact":
             out["lo"] = self.last_opened_at
             out["lc"] = self.last_clicked_at
             out["s"] = self.status_at
+            if self.email is not None:
+                out["e"] = self.email
         return out
 
 
@@ -221,6 +230,8 @@ class PartitionView:
         self.dirty_contacts: set[str] = set()
         #: Message key -> its state as written to the message table (an LRU, see STATE_CACHE_SIZE).
         self.states: OrderedDict[bytes, MessageState] = OrderedDict()
+        #: Contacts still to visit in the current expiry sweep.
+        self._sweep: list[str] = []
 
     def cached_state(self, key: bytes) -> MessageState | None:
         """The message's state if it is in the cache (the table holds the same)."""
@@ -249,7 +260,8 @@ class PartitionView:
                 return  # a fact that changes no count, time or key (a second delivery report, a queued event)
         for table, dirty, nk, ok, hourly in (
             (self.campaigns, self.dirty_campaigns, new_c.campaign, None if old_c is None else old_c.campaign, True),
-            (self.contacts, self.dirty_contacts, new_c.contact, None if old_c is None else old_c.contact, False),
+            # Contacts keep hourly windows too: the mailbox-provider windows are sums of them.
+            (self.contacts, self.dirty_contacts, new_c.contact, None if old_c is None else old_c.contact, True),
         ):
             if old_c is not None and ok is not None:
                 agg = table.get(ok)
@@ -278,9 +290,22 @@ class PartitionView:
         self.dirty_contacts = set(self.contacts)
 
     def expire(self, now_ms: int) -> None:
+        """Drop hourly rows older than the retention: every campaign, and a slice of the contacts.
+
+        Contacts are many: each call sweeps the next ``CONTACT_SWEEP`` of them, so a
+        row outlives the retention by at most one sweep of the partition's contacts.
+        """
         horizon = now_ms - HOURLY_RETENTION_MS
         for agg in self.campaigns.values():
             agg.expire(horizon)
+        if not self._sweep:
+            self._sweep = list(self.contacts)
+        batch, self._sweep = self._sweep[-CONTACT_SWEEP:], self._sweep[:-CONTACT_SWEEP]
+        contacts = self.contacts
+        for key in batch:
+            agg = contacts.get(key)
+            if agg is not None:
+                agg.expire(horizon)
 
     def take_dirty(self) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
         """Partials of every aggregate changed since the last call; forgets empty aggregates."""

@@ -28,9 +28,12 @@ from mailpulse.config import Config
 from mailpulse.kafkaclient import faust_credentials
 from mailpulse.streams.aggregates import PartitionView
 from mailpulse.streams.faust_internals import patch_read_committed
+from mailpulse.streams.mailbox import MailboxClassifier
 from mailpulse.streams.metrics import WorkerMetrics
+from mailpulse.streams.rollups import Rollup
+from mailpulse.streams.statemetrics import Freshness, StateCollector
 from mailpulse.streams.tables import PartitionStore
-from mailpulse.topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS, DLQ, EVENTS, topic_name
+from mailpulse.topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS, CONTACTS, DLQ, EVENTS, topic_name
 
 __all__ = ["Streams", "app_id", "create_app", "ensure_internal_topics"]
 
@@ -56,6 +59,9 @@ class Streams:
     contact_partials: Any
     #: Stage 2 of campaigns reads partials and metadata in one agent: same key, same partition.
     campaign_inputs: Any
+    #: Stage 2 of contacts likewise joins mailpulse.contacts.v1 (the contacts' addresses).
+    contact_inputs: Any
+    contacts_topic: Any
     messages: PartitionStore
     campaign_table: PartitionStore
     contact_table: PartitionStore
@@ -70,6 +76,13 @@ class Streams:
     dirty_contacts: dict[bytes, int] = field(default_factory=dict)
     #: Set once the first assignment has recovered and views are built.
     views_ready: bool = False
+    #: Stage-2 totals by group (mailpulse.streams.rollups), per owned stage-2 partition.
+    campaign_rollups: dict[int, Rollup] = field(default_factory=dict)
+    contact_rollups: dict[int, Rollup] = field(default_factory=dict)
+    #: Owned campaigns' latest event time, per stage-2 partition: the exported top N.
+    campaign_last_at: dict[int, dict[bytes, int]] = field(default_factory=dict)
+    classifier: MailboxClassifier = field(default_factory=MailboxClassifier)
+    freshness: Freshness = field(default_factory=Freshness)
 
     @property
     def tables(self) -> dict[str, Any]:
@@ -166,6 +179,14 @@ def create_app(config: Config) -> Streams:
             internal=True,
             **raw,
         ),
+        contact_inputs=app.topic(
+            internal + "contact-partials",
+            topic_name(CONTACTS, prefix),
+            partitions=EVENTS.partitions,
+            internal=True,
+            **raw,
+        ),
+        contacts_topic=app.topic(topic_name(CONTACTS, prefix), **raw),
         messages=PartitionStore(app, _raw_table(app, "messages", "Per-message state, keyed {source}:{message_id}.")),
         campaign_table=PartitionStore(app, _raw_table(app, "campaigns", "Per-campaign partials and metadata.")),
         contact_table=PartitionStore(app, _raw_table(app, "contacts", "Per-contact partials.")),
@@ -173,7 +194,9 @@ def create_app(config: Config) -> Streams:
         dlq_name=topic_name(DLQ, prefix),
         campaign_stats_name=topic_name(CAMPAIGN_STATS, prefix),
         contact_stats_name=topic_name(CONTACT_STATS, prefix),
+        classifier=MailboxClassifier(w.mailbox_providers),
     )
+    streams.metrics.registry.register(StateCollector(streams))
     return streams
 
 

@@ -367,6 +367,8 @@ class Contribution(NamedTuple):
     #: whenever they are.
     nonzero: tuple[tuple[int, int], ...] = ()
     hours: tuple[tuple[int, int], ...] = ()
+    #: The recipient's address, where an event carried one (the mailbox-provider figures).
+    email: str | None = None
 
 
 _FLAG_RANGE = range(_NF)
@@ -424,6 +426,7 @@ def contribution(state: MessageState) -> Contribution:
         contact_key(state),
         tuple(nonzero),
         tuple(hours),
+        state.email,
     )
     return c
 

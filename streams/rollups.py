@@ -1,0 +1,178 @@
+"""Totals of a worker's stage-2 keys by group: per source (from campaigns) and per mailbox provider (from contacts).
+
+Stage 2 holds, per campaign and per contact, the latest partial of every
+events partition; a key's figures are the sum of its partials. A ``Rollup``
+keeps, for one stage-2 partition, the sum of those partials by group:
+
+* campaigns by ``(provider, source)``: the source's figures are the sum of its
+  campaigns' (what ``GET /v1/campaigns`` lists), as Prometheus gauges;
+* contacts by ``(provider, source, mailbox_provider)``: the mailbox provider of
+  a contact's address (``MailboxClassifier``). The address comes from
+  ``mailpulse.contacts.v1`` (joined in stage 2: the topic is keyed and
+  partitioned like the contact partials), else from the events (``e`` of a
+  partial), else from a key that is an address; ``unknown`` until one is known.
+  When it arrives later, the contact's whole figures move from ``unknown`` to
+  its group, so late metadata is counted once it comes, and never twice.
+
+A replaced partial is taken out and the new one put in, so a replayed or stale
+partial (which stage 2 ignores) changes nothing here either; each stage-2
+partition belongs to exactly one worker, so the workers' shares add up to the
+whole without overlap. A rollup is rebuilt from the table when its partition
+is assigned and dropped when it is revoked. Pure and in-memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable
+
+from mailpulse.streams.aggregates import HOUR_MS
+from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS
+
+__all__ = ["UNKNOWN", "Group", "GroupTotals", "Rollup", "campaign_group", "contact_group", "windows_of"]
+
+UNKNOWN = "unknown"
+_NC = len(COUNT_FIELDS)
+_NF = len(FLAG_FIELDS)
+
+Group = tuple[str, ...]
+#: A key's group, from its key and its stage-2 value (None: the key counts nowhere).
+GroupOf = Callable[[str, Mapping[str, Any]], "Group | None"]
+
+
+class GroupTotals:
+    __slots__ = ("counts", "hourly")
+
+    def __init__(self) -> None:
+        self.counts = [0] * _NC
+        #: Hour (epoch ms) -> FLAG_FIELDS counts of the flags that became true in it.
+        self.hourly: dict[int, list[int]] = {}
+
+
+def _live(value: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    return [p for p in ((value or {}).get("partials") or {}).values() if p.get("n", 0) > 0]
+
+
+def _provider(value: Mapping[str, Any] | None) -> str | None:
+    for part in _live(value):
+        provider = part.get("provider")
+        if provider:
+            return str(provider)
+    return None
+
+
+def campaign_group(key: str, value: Mapping[str, Any]) -> Group | None:
+    provider = _provider(value)
+    return None if provider is None else (provider, key.partition(":")[0])
+
+
+def contact_address(key: str, value: Mapping[str, Any]) -> str | None:
+    """The contact's address: its metadata's, else the events' (smallest), else the key's when it is one."""
+    meta = value.get("meta") or {}
+    if isinstance(meta, Mapping) and isinstance(meta.get("email"), str) and meta["email"]:
+        return meta["email"]
+    seen = [p["e"] for p in _live(value) if isinstance(p.get("e"), str)]
+    if seen:
+        return min(seen)
+    rest = key.partition(":")[2]
+    return rest if "@" in rest else None
+
+
+def contact_group(classify: Callable[[str | None], str]) -> GroupOf:
+    def group(key: str, value: Mapping[str, Any]) -> Group | None:
+        provider = _provider(value)
+        if provider is None:
+            return None
+        address = contact_address(key, value)
+        return (provider, key.partition(":")[0], UNKNOWN if address is None else classify(address))
+
+    return group
+
+
+class Rollup:
+    """The totals of one stage-2 partition's keys, by group."""
+
+    def __init__(self, group_of: GroupOf) -> None:
+        self.group_of = group_of
+        self.groups: dict[Group, GroupTotals] = {}
+
+    def _apply(self, group: Group, part: Mapping[str, Any], sign: int, horizon: int) -> None:
+        if part.get("n", 0) <= 0:
+            return
+        totals = self.groups.get(group)
+        if totals is None:
+            if sign < 0:
+                return
+            totals = self.groups[group] = GroupTotals()
+        counts = totals.counts
+        for i, v in enumerate(part["c"]):
+            counts[i] += sign * v
+        hourly = totals.hourly
+        for hour_s, row in (part.get("h") or {}).items():
+            hour = int(hour_s)
+            if hour < horizon:
+                continue  # expired: never added, or already dropped
+            acc = hourly.get(hour)
+            if acc is None:
+                if sign < 0:
+                    continue
+                acc = hourly[hour] = [0] * _NF
+            for i, v in enumerate(row):
+                acc[i] += sign * v
+            if sign < 0 and not any(acc):
+                del hourly[hour]
+
+    def replace(self, key: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, now_ms: int) -> None:
+        """Move the totals from ``key``'s old stage-2 value to its new one."""
+        horizon = now_ms - 48 * HOUR_MS
+        old_group = None if old is None else self.group_of(key, old)
+        new_group = None if new is None else self.group_of(key, new)
+        old_parts = (old or {}).get("partials") or {}
+        new_parts = (new or {}).get("partials") or {}
+        if old_group == new_group and old_group is not None:
+            for p in old_parts.keys() | new_parts.keys():
+                before, after = old_parts.get(p), new_parts.get(p)
+                if before is after:
+                    continue
+                if before is not None:
+                    self._apply(old_group, before, -1, horizon)
+                if after is not None:
+                    self._apply(new_group, after, +1, horizon)  # type: ignore[arg-type]
+            return
+        # The group changed (an address became known): move the key's whole figures.
+        if old_group is not None:
+            for part in old_parts.values():
+                self._apply(old_group, part, -1, horizon)
+        if new_group is not None:
+            for part in new_parts.values():
+                self._apply(new_group, part, +1, horizon)
+
+    def rebuild(self, items: Iterable[tuple[str, Mapping[str, Any]]], now_ms: int) -> None:
+        self.groups.clear()
+        for key, value in items:
+            self.replace(key, None, value, now_ms)
+
+    def expire(self, now_ms: int) -> None:
+        horizon = now_ms - 48 * HOUR_MS
+        for totals in self.groups.values():
+            for hour in [h for h in totals.hourly if h < horizon]:
+                del totals.hourly[hour]
+
+
+#: The exported windows: name -> hours back from the current one (0: the current hour).
+WINDOWS: Mapping[str, range] = {"current_hour": range(0, 1), "previous_hour": range(1, 2), "last_24h": range(0, 24)}
+
+
+def windows_of(hourly: Mapping[int, list[int]], now_ms: int, names: Iterable[str] = WINDOWS) -> dict[str, list[int]]:
+    """FLAG_FIELDS sums of the hourly rows in each window (hours of event time, UTC)."""
+    current = now_ms - now_ms % HOUR_MS
+    out = {}
+    for name in names:
+        acc = [0] * _NF
+        for back in WINDOWS[name]:
+            row = hourly.get(current - back * HOUR_MS)
+            if row is not None:
+                for i, v in enumerate(row):
+                    acc[i] += v
+        out[name] = acc
+    return out
