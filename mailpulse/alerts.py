@@ -144,6 +144,8 @@ def _deliverability_rules(s: AlertSettings) -> list[dict[str, Any]]:
         for scope in rate.scopes
         for window in _WINDOWS
         for severity in rate.severities
+        # Campaigns are exported with the current and previous hour only (their series count is the largest).
+        if not (scope == "campaign" and window == "24h")
     ]
 
 

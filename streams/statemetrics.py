@@ -138,6 +138,24 @@ class StateCollector:
     def __init__(self, s: Streams) -> None:
         self.s = s
 
+    def describe(self) -> list[Metric]:
+        """The families this collector exports (names, types and help), without samples."""
+        return list(self.families())
+
+    @staticmethod
+    def families() -> Iterator[Metric]:
+        yield Freshness().family()
+        for name, labels in (
+            ("mailpulse_source_messages", ["provider", "source", "flag"]),
+            ("mailpulse_source_engagements", ["provider", "source", "kind"]),
+            ("mailpulse_source_window_messages", ["provider", "source", "flag", "window"]),
+            ("mailpulse_campaign_messages", ["provider", "source", "campaign", "flag"]),
+            ("mailpulse_campaign_window_messages", ["provider", "source", "campaign", "flag", "window"]),
+            ("mailpulse_mailbox_messages", ["provider", "source", "mailbox_provider", "flag"]),
+            ("mailpulse_mailbox_window_messages", ["provider", "source", "mailbox_provider", "flag", "window"]),
+        ):
+            yield GaugeMetricFamily(name, "", labels=labels)
+
     def collect(self) -> Iterator[Metric]:
         s = self.s
         yield s.freshness.family()

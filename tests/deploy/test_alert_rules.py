@@ -12,20 +12,22 @@ from prometheus_client import REGISTRY
 import mailpulse.connectors.metrics  # noqa: F401  (registers the pollers' metrics)
 from mailpulse.config import parse_duration
 from mailpulse.streams.metrics import WorkerMetrics
+from mailpulse.streams.statemetrics import StateCollector
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "mailpulse-alerts.yml"
 
 
 def _defined_names() -> set[str]:
     names: set[str] = set()
-    for registry in (REGISTRY, WorkerMetrics().registry):
-        for family in registry.collect():
-            names.add(family.name)
-            names.update(sample.name for sample in family.samples)
-            if family.type == "counter":
-                names.add(family.name + "_total")
-            if family.type == "histogram":
-                names.update(family.name + s for s in ("_bucket", "_sum", "_count"))
+    families = [f for registry in (REGISTRY, WorkerMetrics().registry) for f in registry.collect()]
+    families += list(StateCollector.families())  # the state-derived families, by name
+    for family in families:
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+        if family.type == "counter":
+            names.add(family.name + "_total")
+        if family.type == "histogram":
+            names.update(family.name + s for s in ("_bucket", "_sum", "_count"))
     return names
 
 

@@ -95,7 +95,7 @@ def _value_for(field: str) -> st.SearchStrategy[Any]:
     if field == "bounce":
         return st.fixed_dictionaries(
             {"kind": st.sampled_from(["hard", "soft", "unknown", "HARD", None])},
-            optional={"code": st.none() | st.text(max_size=3) | st.integers(), "reason": st.none() | st.text(max_size=3), "x": _JSON},
+            optional={"code": st.none() | st.text(max_size=3) | st.integers(-(2**40), 2**40), "reason": st.none() | st.text(max_size=3), "x": _JSON},
         ) | _JSON
     if field == "attributes":
         return st.dictionaries(

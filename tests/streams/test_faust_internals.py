@@ -23,6 +23,7 @@ def test_every_record_topic_of_the_worker_is_handed_over_in_bulk_and_subscribed(
         s.campaign_partials.get_topic_name(),
         s.contact_partials.get_topic_name(),
         s.campaigns_topic.get_topic_name(),
+        s.contacts_topic.get_topic_name(),
     }
     # Subscribed through the conductor, so the assignor co-partitions them and acks count.
     assert set(handlers) <= {name for channel in s.app.topics for name in channel.topics}
