@@ -27,12 +27,16 @@ from mailpulse.streams.app import Streams
 from mailpulse.streams.faust_internals import partition_owner_urls
 from mailpulse.streams.metrics import CONTENT_TYPE_LATEST
 from mailpulse.streams.params import check_request
+from mailpulse.streams.rollups import windows_of
+from mailpulse.streams.statemetrics import mailbox_totals
 from mailpulse.streams.query import (
     QueryError,
     campaign_answer,
     contact_answer,
     hourly_answer,
+    mailbox_items,
     merge_lists,
+    merge_mailbox_lists,
     parse_hours,
     parse_key,
     parse_limit,
@@ -185,6 +189,21 @@ def install_api(s: Streams) -> None:
         top = pick(limit, items, key=lambda a: (a["last_event_at"] or "", a["key"]))
         return list(top)
 
+    async def across_workers(view: Any, request: Any, mine: Any) -> list[Any] | Any:
+        """Every worker's ``scope=local`` answer (``items``), this one's first; a JSON 503 if one fails."""
+        lists = [mine]
+        urls = {URL(u) for u in partition_owner_urls(app).values()}
+        for u in [u for u in urls if not is_self(u)]:
+            target = request.url.with_host(u.host).with_port(u.port).update_query(scope="local")
+            try:
+                async with app.http_client.get(target, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)) as resp:
+                    if resp.status != 200:
+                        return _error(view, 503, f"worker {u} answered {resp.status}")
+                    lists.append((await resp.json())["items"])
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                return _error(view, 503, f"worker {u} did not answer: {type(exc).__name__}")
+        return lists
+
     @app.page("/v1/campaigns")
     class CampaignListView(View):
         @guarded("campaign_list")
@@ -196,21 +215,33 @@ def install_api(s: Streams) -> None:
             mine = local_list(source, limit, order)
             if q.get("scope") == "local":
                 return _json(self, {"items": mine})
-            urls = {URL(u) for u in partition_owner_urls(app).values()}
-            others = [u for u in urls if not is_self(u)]
-            lists = [mine]
-            for u in others:
-                target = request.url.with_host(u.host).with_port(u.port).update_query(scope="local")
-                try:
-                    async with app.http_client.get(
-                        target, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
-                    ) as resp:
-                        if resp.status != 200:
-                            return _error(self, 503, f"worker {u} answered {resp.status}")
-                        lists.append((await resp.json())["items"])
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                    return _error(self, 503, f"worker {u} did not answer: {type(exc).__name__}")
+            lists = await across_workers(self, request, mine)
+            if not isinstance(lists, list):
+                return lists
             return _json(self, {"items": merge_lists(lists, order, limit), "workers": len(lists)})
+
+    def local_mailboxes(source: str | None) -> list[dict[str, Any]]:
+        now = now_ms()
+        totals = mailbox_totals(s)
+        counts = {group: t.counts for group, t in totals.items()}
+        windows = {group: windows_of(t.hourly, now, ("current_hour", "previous_hour")) for group, t in totals.items()}
+        return mailbox_items(counts, windows, source)
+
+    @app.page("/v1/mailbox-providers")
+    class MailboxListView(View):
+        @guarded("mailbox_providers")
+        async def get(self, request: Any) -> Any:
+            q = request.query
+            source = parse_source(q)
+            if not s.ready:
+                return _error(self, 503, "recovering tables: counts would be partial")
+            mine = local_mailboxes(source)
+            if q.get("scope") == "local":
+                return _json(self, {"items": mine})
+            lists = await across_workers(self, request, mine)
+            if not isinstance(lists, list):
+                return lists
+            return _json(self, {"items": merge_mailbox_lists(lists), "workers": len(lists)})
 
     @app.page("/metrics")
     class MetricsView(View):

@@ -18,7 +18,10 @@ __all__ = [
     "campaign_answer",
     "contact_answer",
     "hourly_answer",
-    "list_entry",
+    "MAILBOX_FLAGS",
+    "mailbox_items",
+    "mailbox_rates",
+    "merge_mailbox_lists",
     "merge_lists",
     "parse_hours",
     "parse_key",
@@ -139,8 +142,77 @@ def hourly_answer(key: str, value: Mapping[str, Any] | None, hours: int, now_ms:
     return {"key": key, "hours": hours, "windows": windows}
 
 
-def list_entry(key: str, value: Mapping[str, Any] | None, now_ms: int) -> dict[str, Any] | None:
-    return campaign_answer(key, value, now_ms)
+#: The flags of the mailbox-provider answers (and metrics): what deliverability teams watch.
+MAILBOX_FLAGS = ("sent", "delivered", "bounced", "hard_bounced", "soft_bounced", "deferred", "complained", "opened", "clicked")
+_MAILBOX_IDX = tuple(FLAG_FIELDS.index(f) for f in MAILBOX_FLAGS)
+
+
+def mailbox_rates(counts: Mapping[str, int]) -> dict[str, float | None]:
+    sent, delivered = counts["sent"], counts["delivered"]
+    return {
+        "delivery_rate": _ratio(delivered, sent),
+        "bounce_rate": _ratio(counts["bounced"], sent),
+        "deferral_rate": _ratio(counts["deferred"], sent),
+        "complaint_rate": _ratio(counts["complained"], delivered),
+        "open_rate": _ratio(counts["opened"], delivered),
+        "click_rate": _ratio(counts["clicked"], delivered),
+    }
+
+
+def _figures(counts: Mapping[str, int]) -> dict[str, Any]:
+    return {"counts": dict(counts), "rates": mailbox_rates(counts)}
+
+
+def mailbox_items(
+    totals: Mapping[tuple[str, ...], Any], windows: Mapping[tuple[str, ...], Mapping[str, Sequence[int]]],
+    source: str | None,
+) -> list[dict[str, Any]]:
+    """One item per (provider, source, mailbox provider): all-time and the current and previous hourly windows.
+
+    ``totals`` maps a group to its all-time counts (COUNT_FIELDS order), ``windows`` to its
+    FLAG_FIELDS rows by window name.
+    """
+    items = []
+    for group in sorted(totals):
+        provider, src, mailbox = group
+        if source is not None and src != source:
+            continue
+        counts = totals[group]
+        item: dict[str, Any] = {
+            "source": src,
+            "provider": provider,
+            "mailbox_provider": mailbox,
+            **_figures({FLAG_FIELDS[i]: counts[i] for i in _MAILBOX_IDX}),
+        }
+        for name in ("current_hour", "previous_hour"):
+            row = windows[group][name]
+            item[name] = _figures({FLAG_FIELDS[i]: row[i] for i in _MAILBOX_IDX})
+        items.append(item)
+    return items
+
+
+def merge_mailbox_lists(lists: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """Sum the workers' shares of each (provider, source, mailbox provider), then compute the rates."""
+    acc: dict[tuple[str, str, str], dict[str, dict[str, int]]] = {}
+    for part in lists:
+        for item in part:
+            group = (item["source"], item["mailbox_provider"], item["provider"])
+            sums = acc.setdefault(group, {w: dict.fromkeys(MAILBOX_FLAGS, 0) for w in ("all", "current_hour", "previous_hour")})
+            for window, counts in (("all", item["counts"]), ("current_hour", item["current_hour"]["counts"]),
+                                   ("previous_hour", item["previous_hour"]["counts"])):
+                for flag in MAILBOX_FLAGS:
+                    sums[window][flag] += counts[flag]
+    return [
+        {
+            "source": source,
+            "provider": provider,
+            "mailbox_provider": mailbox,
+            **_figures(sums["all"]),
+            "current_hour": _figures(sums["current_hour"]),
+            "previous_hour": _figures(sums["previous_hour"]),
+        }
+        for (source, mailbox, provider), sums in sorted(acc.items())
+    ]
 
 
 def merge_lists(lists: Sequence[Sequence[Mapping[str, Any]]], order: str, limit: int) -> list[Mapping[str, Any]]:

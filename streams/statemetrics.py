@@ -29,6 +29,7 @@ import orjson
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from mailpulse.streams.aggregates import combine
+from mailpulse.streams.query import MAILBOX_FLAGS
 from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS
 from mailpulse.streams.rollups import GroupTotals, windows_of
 
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["FRESHNESS_BUCKETS", "MAILBOX_FLAGS", "Freshness", "StateCollector", "mailbox_totals", "source_totals"]
 
-#: The flags of the mailbox-provider figures (what deliverability teams watch).
-MAILBOX_FLAGS = ("sent", "delivered", "bounced", "hard_bounced", "soft_bounced", "deferred", "complained", "opened", "clicked")
 _MAILBOX_IDX = tuple(FLAG_FIELDS.index(f) for f in MAILBOX_FLAGS)
 _NF = len(FLAG_FIELDS)
 _OPENS, _CLICKS = COUNT_FIELDS.index("opens_total"), COUNT_FIELDS.index("clicks_total")
