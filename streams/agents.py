@@ -23,7 +23,15 @@ from typing import Any
 
 import orjson
 
-from mailpulse.streams.aggregates import PartitionView, merge_partial
+from mailpulse.streams.aggregates import (
+    Partial,
+    PartitionView,
+    decode_bundle,
+    decode_value,
+    encode_bundle,
+    encode_value,
+    merge_partial,
+)
 from mailpulse.streams.app import Streams
 from mailpulse.streams.faust_internals import bulk_agent
 from mailpulse.streams.query import campaign_answer, contact_answer
@@ -162,13 +170,13 @@ async def publish_partials(s: Streams) -> None:
             (s.campaign_partials.get_topic_name(), campaigns, "campaign"),
             (s.contact_partials.get_topic_name(), contacts, "contact"),
         ):
-            bundles: dict[int, list[tuple[str, Any]]] = defaultdict(list)
+            bundles: dict[int, list[tuple[str, Partial]]] = defaultdict(list)
             for key, partial in items:
                 bundles[partition_of(key.encode())].append((key, partial))
             for target, bundle in bundles.items():
                 for i in range(0, len(bundle), BUNDLE_MAX):
                     chunk = bundle[i : i + BUNDLE_MAX]
-                    await send(topic, b"p%d" % view.partition, orjson.dumps(chunk), target, None, None)
+                    await send(topic, b"p%d" % view.partition, encode_bundle(chunk), target, None, None)
             s.metrics.partials.labels(kind).inc(len(items))
 
 
@@ -197,7 +205,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
                     grouped[msg.partition][msg.key].append(("meta", _decode_meta(msg.value)))
                     consumed += 1
                 continue
-            for key, partial in orjson.loads(msg.value):
+            for key, partial in decode_bundle(msg.value):
                 grouped[msg.partition][key.encode()].append(("partial", partial))
                 consumed += 1
         except (ValueError, KeyError, TypeError) as exc:
@@ -207,7 +215,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
         writes: list[tuple[bytes, bytes]] = []
         for key, items in keys.items():
             raw = store.get(partition, key)
-            value = None if raw is None else orjson.loads(raw)
+            value = decode_value(raw)
             new = value
             for what, item in items:
                 if what == "meta":
@@ -224,7 +232,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
                 else:
                     new = merged
             if new is not value:
-                writes.append((key, orjson.dumps(new)))
+                writes.append((key, encode_value(new)))
                 dirty[key] = partition
         await store.put_many(partition, writes)
         s.metrics.state_writes.labels(kind + "s").inc(len(writes))
@@ -249,7 +257,7 @@ async def publish_stats(s: Streams) -> None:
             raw = store.get(partition, key)
             if raw is None:
                 continue
-            body = answer(key.decode(), orjson.loads(raw), now)
+            body = answer(key.decode(), decode_value(raw), now)
             # An aggregate whose messages all moved away is deleted (a compaction tombstone).
             # A stage-2 key lives in partition partition_of(key) of its table, and the
             # stats topics have as many partitions (a test holds the contracts to it),

@@ -23,6 +23,7 @@ from faust.types import TP
 from faust.web import View
 from yarl import URL
 
+from mailpulse.streams.aggregates import decode_value
 from mailpulse.streams.app import Streams
 from mailpulse.streams.faust_internals import partition_owner_urls
 from mailpulse.streams.metrics import CONTENT_TYPE_LATEST
@@ -120,7 +121,7 @@ def install_api(s: Streams) -> None:
 
     def _value(store: Any, partition: int, kb: bytes) -> Any:
         raw = store.get(partition, kb)
-        return None if raw is None else orjson.loads(raw)
+        return decode_value(raw)
 
     @app.page("/v1/campaigns/{key}")
     class CampaignView(View):
@@ -175,7 +176,7 @@ def install_api(s: Streams) -> None:
             for kb, raw in s.campaign_table.items(partition):
                 if prefix is not None and not kb.startswith(prefix):
                     continue
-                body = campaign_answer(kb.decode(), orjson.loads(raw), now)
+                body = campaign_answer(kb.decode(), decode_value(raw), now)
                 if body is not None:
                     items.append(body)
         pick = heapq.nlargest if order == "last_event_at" else heapq.nsmallest
