@@ -29,7 +29,8 @@ RecordCallback = Callable[[bytes | None, bytes | None], None]
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     """The topic's partitions, from a fresh metadata request (an unsubscribed consumer has none cached)."""
-    cluster = await consumer._client.fetch_all_metadata()  # aiokafka has no public call for this
+    from mailpulse.streams.faust_internals import fetch_cluster_metadata  # the one door to Kafka internals
+    cluster = await fetch_cluster_metadata(consumer)
     return set(cluster.partitions_for_topic(topic) or ())
 
 

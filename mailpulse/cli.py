@@ -25,6 +25,9 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "mailpulse.streams.cli",
     "mailpulse.simulators.cli",
 )
+#: Commands that rely on private Faust/aiokafka attributes, checked before they start
+#: (``mailpulse.streams.faust_internals.check_internals``), and the set of needs to check.
+_USES_KAFKA_INTERNALS = {"worker": "worker", "connect": "connect", "backfill": "connect"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        needs = _USES_KAFKA_INTERNALS.get(args.command)
+        if needs is not None:
+            from mailpulse.streams.faust_internals import check_internals
+
+            check_internals(needs)
         return int(args.func(args) or 0)
     except MailpulseError as exc:
         print(f"mailpulse {args.command}: {exc}", file=sys.stderr)

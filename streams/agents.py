@@ -23,9 +23,17 @@ from typing import Any
 
 import orjson
 
-from mailpulse.streams.aggregates import PartitionView, merge_partial
+from mailpulse.streams.aggregates import (
+    Partial,
+    PartitionView,
+    decode_bundle,
+    decode_value,
+    encode_bundle,
+    encode_value,
+    merge_partial,
+)
 from mailpulse.streams.app import Streams
-from mailpulse.streams.kafka_compat import register_bulk_handler
+from mailpulse.streams.faust_internals import bulk_agent
 from mailpulse.streams.query import campaign_answer, contact_answer
 from mailpulse.streams.decode import decode_record
 from mailpulse.streams.reducers import Fact, MessageState, decode_state, encode_state, merge_facts
@@ -101,8 +109,8 @@ async def process_events(s: Streams, records: list[Any]) -> None:
             dead.append(_dead_letter(msg.key, value, f"invalid event: undecodable ({type(exc).__name__}: {exc})"))
             continue
         key = msg.key
-        # fact[2], fact[-1]: source, message_id; the key must be their {source}:{message_id}.
-        if key is None or key.decode("utf-8", "replace") != f"{fact[2]}:{fact[-1]}":
+        # The record key must be the {source}:{message_id} of its value.
+        if key is None or key.decode("utf-8", "replace") != f"{fact.source}:{fact.message_id}":
             dead.append(_dead_letter(msg.key, value, "record key does not match {source}:{message_id} of its value"))
             continue
         by_partition[msg.partition][key].append(fact)
@@ -162,13 +170,13 @@ async def publish_partials(s: Streams) -> None:
             (s.campaign_partials.get_topic_name(), campaigns, "campaign"),
             (s.contact_partials.get_topic_name(), contacts, "contact"),
         ):
-            bundles: dict[int, list[tuple[str, Any]]] = defaultdict(list)
+            bundles: dict[int, list[tuple[str, Partial]]] = defaultdict(list)
             for key, partial in items:
                 bundles[partition_of(key.encode())].append((key, partial))
             for target, bundle in bundles.items():
                 for i in range(0, len(bundle), BUNDLE_MAX):
                     chunk = bundle[i : i + BUNDLE_MAX]
-                    await send(topic, b"p%d" % view.partition, orjson.dumps(chunk), target, None, None)
+                    await send(topic, b"p%d" % view.partition, encode_bundle(chunk), target, None, None)
             s.metrics.partials.labels(kind).inc(len(items))
 
 
@@ -197,7 +205,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
                     grouped[msg.partition][msg.key].append(("meta", _decode_meta(msg.value)))
                     consumed += 1
                 continue
-            for key, partial in orjson.loads(msg.value):
+            for key, partial in decode_bundle(msg.value):
                 grouped[msg.partition][key.encode()].append(("partial", partial))
                 consumed += 1
         except (ValueError, KeyError, TypeError) as exc:
@@ -207,7 +215,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
         writes: list[tuple[bytes, bytes]] = []
         for key, items in keys.items():
             raw = store.get(partition, key)
-            value = None if raw is None else orjson.loads(raw)
+            value = decode_value(raw)
             new = value
             for what, item in items:
                 if what == "meta":
@@ -224,7 +232,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
                 else:
                     new = merged
             if new is not value:
-                writes.append((key, orjson.dumps(new)))
+                writes.append((key, encode_value(new)))
                 dirty[key] = partition
         await store.put_many(partition, writes)
         s.metrics.state_writes.labels(kind + "s").inc(len(writes))
@@ -249,7 +257,7 @@ async def publish_stats(s: Streams) -> None:
             raw = store.get(partition, key)
             if raw is None:
                 continue
-            body = answer(key.decode(), orjson.loads(raw), now)
+            body = answer(key.decode(), decode_value(raw), now)
             # An aggregate whose messages all moved away is deleted (a compaction tombstone).
             # A stage-2 key lives in partition partition_of(key) of its table, and the
             # stats topics have as many partitions (a test holds the contracts to it),
@@ -289,28 +297,27 @@ def sync_views(s: Streams) -> None:
 
 
 def install_agents(s: Streams) -> None:
-    """Register the stage-1 and stage-2 handlers, the publishing timer and the rebalance hooks.
+    """Register the stage-1 and stage-2 agents, the publishing timer and the rebalance hooks.
 
-    No Faust agent reads a record: every topic is handed to its handler one
-    fetched batch at a time by the consumer (``mailpulse.streams.kafka_compat``), acked
-    when the handler returns. Faust still owns the group membership, the
-    assignment, table recovery, commits, timers and the web server.
+    The agents are bulk agents (``mailpulse.streams.faust_internals.bulk_agent``):
+    each gets every record of one fetch of its topic in one call, acked when
+    it returns. Faust still owns the group membership, the assignment, table
+    recovery, commits, timers and the web server.
     """
     app = s.app
     w = s.config.worker
 
+    @bulk_agent(app, s.events_topic)
     async def messages(records: list[Any]) -> None:
         await process_events(s, records)
 
+    @bulk_agent(app, s.campaign_inputs)  # campaign partials + campaign metadata
     async def campaigns(records: list[Any]) -> None:
         await process_partials(s, records, kind="campaign")
 
+    @bulk_agent(app, s.contact_partials)
     async def contacts(records: list[Any]) -> None:
         await process_partials(s, records, kind="contact")
-
-    register_bulk_handler(app, s.events_topic, messages)
-    register_bulk_handler(app, s.campaign_inputs, campaigns)
-    register_bulk_handler(app, s.contact_partials, contacts)
 
     interval = w.publish_interval.total_seconds()
 

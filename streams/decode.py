@@ -50,6 +50,8 @@ _MS = timedelta(milliseconds=1)
 _fromisoformat = datetime.fromisoformat
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
+#: Builds a Fact from a tuple of its fields without NamedTuple's Python-level __new__.
+_tuple_new = tuple.__new__
 
 
 def _fast(raw: bytes | str) -> Fact | None:
@@ -125,19 +127,22 @@ def _fast(raw: bytes | str) -> Fact | None:
                 counter = value
     elif attrs is not None and type(attrs) is not dict:
         return None  # a falsy non-object ([], 0, "", false)
-    return (
-        event_id[:16],
-        provider,
-        source,
-        t,
-        (occurred - _EPOCH) // _MS,
-        campaign_id,
-        contact_id,
-        email,
-        bounce_fact,
-        no_reports,
-        counter,
-        message_id,
+    return _tuple_new(
+        Fact,
+        (
+            event_id[:16],
+            provider,
+            source,
+            t,
+            (occurred - _EPOCH) // _MS,
+            campaign_id,
+            contact_id,
+            email,
+            bounce_fact,
+            no_reports,
+            counter,
+            message_id,
+        ),
     )
 
 

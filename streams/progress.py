@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailpulse.streams.app import Streams
+from mailpulse.streams.faust_internals import gauge_label_values, read_offset
 
 __all__ = ["install_progress", "record_progress"]
 
@@ -29,14 +30,14 @@ def record_progress(s: Streams) -> None:
             continue
         label = str(tp.partition)
         owned.add(label)
-        read = consumer._read_offset.get(tp)  # Faust's own bookkeeping (pinned version, kafka_compat)
+        read = read_offset(consumer, tp)
         highwater = consumer.highwater(tp)
         if read is not None:
             m.read_offset.labels(label).set(read)
         if highwater is not None:
             m.lag.labels(label).set(max(0, highwater - (read + 1 if read is not None else 0)))
     for gauge in (m.read_offset, m.lag):
-        for (label,) in list(gauge._metrics):
+        for (label,) in gauge_label_values(gauge):
             if label not in owned:
                 gauge.remove(label)
 

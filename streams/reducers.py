@@ -5,7 +5,7 @@ is identified by its deterministic ``event_id``), so applying an event twice, or
 applying a message's events in any order, yields the same state, the same
 flags and the same counters. Everything here is pure and does no I/O.
 
-Flags (one per message, at most once each; see issue 4)::
+Flags (one per message, at most once each; the flag table of docs/streams.md)::
 
     sent          any of sent, delivered, deferred, opened, clicked, bounced,
                   complained, unsubscribed, replied
@@ -93,14 +93,32 @@ def short_id(event_id: str) -> str:
     return event_id[:16]
 
 
-#: What the reducer needs of one event, as a plain tuple (building an
-#: ``EmailEvent`` and its datetimes cost more than merging it):
-#: ``(short_id, provider, source, type, occurred_at epoch ms, campaign_id,
-#: contact_id, email, bounce fact ("bounce:hard" / "bounce:soft" / None),
-#: no_delivery_reports, counter, message_id)``, where ``counter`` is the
-#: provider's opens (for an open) or clicks (for a click) counter, else 0.
-#: ``mailpulse.streams.decode.decode_record`` builds it straight from the JSON.
-Fact = tuple[str, str, str, str, int, "str | None", "str | None", "str | None", "str | None", bool, int, str]
+class Fact(NamedTuple):
+    """What the reducer needs of one event (building an ``EmailEvent`` and its datetimes costs more than merging it).
+
+    ``mailpulse.streams.decode.decode_record`` builds it straight from the
+    JSON with ``tuple.__new__(Fact, fields)`` (NamedTuple's own ``__new__`` is
+    Python code, 3x the cost); ``merge_facts`` unpacks it.
+    """
+
+    #: ``short_id(event_id)``: tells a message's events apart.
+    short_id: str
+    provider: str
+    source: str
+    #: The ``EventType`` value ("delivered", "opened", ...).
+    type: str
+    #: ``occurred_at`` in epoch milliseconds (floor).
+    occurred_ms: int
+    campaign_id: str | None
+    contact_id: str | None
+    email: str | None
+    #: For a bounced event: "bounce:hard" / "bounce:soft" (None for an unknown kind and other events).
+    bounce_fact: str | None
+    #: The event says its provider never reports deliveries (``attributes.reports_delivery`` false).
+    no_delivery_reports: bool
+    #: The provider's running opens (for an open) or clicks (for a click) counter, else 0.
+    counter: int
+    message_id: str
 
 
 def _counter(attributes: Any, name: str) -> int:
@@ -127,8 +145,8 @@ def fact_of(ev: EmailEvent) -> Fact:
     offset = dt.utcoffset()
     if offset:
         ts -= (offset.days * 86_400 + offset.seconds) * 1000 + offset.microseconds // 1000
-    return (
-        ev.event_id[:16],
+    return Fact(
+        short_id(ev.event_id),
         ev.provider,
         ev.source,
         t,
@@ -185,13 +203,13 @@ def merge_facts(state: MessageState | None, facts: Sequence[Fact]) -> MessageSta
         base_ids = state.ids
     ids: set[str] | None = None
     for f in facts:
-        sid = f[0]
+        sid = f.short_id
         if sid in base_ids:
             continue
         if ids is None:
             ids = set(base_ids)
             if state is None:
-                provider, source = facts[0][1], facts[0][2]
+                provider, source = facts[0].provider, facts[0].source
                 campaign_id = contact_id = email = None
                 rd = True
                 first: dict[str, int] = {}
@@ -207,6 +225,7 @@ def merge_facts(state: MessageState | None, facts: Sequence[Fact]) -> MessageSta
         elif sid in ids:
             continue
         ids.add(sid)
+        # The fields of Fact, in order (unpacking is cheaper than 9 attribute reads).
         _, _, _, t, ts, cid, tid, em, bf, no_reports, counter, _ = f
         o = first.get(t)
         if o is None or ts < o:
@@ -260,11 +279,16 @@ def apply_event(state: MessageState | None, event: EmailEvent) -> MessageState:
 
 
 def campaign_key(state: MessageState) -> str | None:
+    """``{source}:{campaign_id}``: the campaign aggregate the message counts in."""
     return None if state.campaign_id is None else f"{state.source}:{state.campaign_id}"
 
 
 def contact_key(state: MessageState) -> str | None:
-    """``{source}:{contact_id}``, or ``{source}:{email}`` where the provider has no contact id."""
+    """``{source}:{contact_id}``, or ``{source}:{email}`` where the provider has no contact id.
+
+    The one definition of a contact's key: ``contribution`` (the aggregates'
+    view of a message) takes it from here.
+    """
     if state.contact_id is not None:
         return f"{state.source}:{state.contact_id}"
     if state.email is not None:
@@ -380,13 +404,6 @@ def contribution(state: MessageState) -> Contribution:
                 active_at = t
             if fact in _OPEN_TYPES and (last_opened_at is None or t > last_opened_at):
                 last_opened_at = t
-    source = state.source
-    if state.contact_id is not None:
-        contact: str | None = f"{source}:{state.contact_id}"
-    elif state.email is not None:
-        contact = f"{source}:{state.email}"
-    else:
-        contact = None
     c = state.contrib = Contribution(
         tuple(counts),
         times,
@@ -395,8 +412,8 @@ def contribution(state: MessageState) -> Contribution:
         last_opened_at,
         last.get("clicked"),
         (active_at, last.get("bounced"), last.get("complained"), last.get("unsubscribed")),
-        None if state.campaign_id is None else f"{source}:{state.campaign_id}",
-        contact,
+        campaign_key(state),
+        contact_key(state),
         tuple(nonzero),
         tuple(hours),
     )

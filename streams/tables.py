@@ -2,7 +2,7 @@
 
 Faust's ``table[key] = value`` sends one changelog record per write through
 its producer buffer, one at a time, and that loop is the worker's ceiling
-(/work/shared/faust-notes.md). ``PartitionStore`` writes a whole batch to the
+(docs/streams.md, Faust on this stack). ``PartitionStore`` writes a whole batch to the
 partition's RocksDB in one ``WriteBatch`` and hands the changelog records to
 the producer as whole record batches, addressed to the same partition, so the changelog and
 the store hold exactly what ``table[key] = value`` would have written. Faust
@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 import rocksdict
 from faust.types import TP
 
-from mailpulse.streams.kafka_compat import record_changelog_failure
+from mailpulse.streams.faust_internals import aiokafka_producer, record_changelog_failure, store_db, store_holds_partition
 from mailpulse.topics.contracts import EVENTS
 
 __all__ = ["BatchedSender", "PartitionStore", "discard_unacknowledged", "murmur2", "partition_of"]
@@ -94,7 +94,7 @@ class PartitionStore:
         return self.table.data
 
     def _db(self, partition: int) -> Any:
-        return self._store._db_for_partition(partition)
+        return store_db(self._store, partition)
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self._db(partition).get(key)
@@ -138,7 +138,7 @@ class PartitionStore:
             log.error("the changelog batch for %s[%s] was not written: %r", tp.topic, tp.partition, exc)
             record_changelog_failure(self.app, exc)
             return
-        if tp.partition in self._store._dbs:
+        if store_holds_partition(self._store, tp.partition):
             self._store.set_persisted_offset(tp, fut.result().offset + last)
             self._db(tp.partition).put(ACKED_KEY, token)
 
@@ -156,7 +156,7 @@ class BatchedSender:
     """
 
     def __init__(self, app: Any, topic: str) -> None:
-        self.producer = app.producer._ensure_producer()  # Faust's aiokafka producer (at-least-once: the only one)
+        self.producer = aiokafka_producer(app)
         self.topic = topic
         self._open: dict[int, tuple[Any, int]] = {}  # partition -> (builder, records in it)
         self.sent = 0

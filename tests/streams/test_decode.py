@@ -137,3 +137,16 @@ def test_a_dead_letter_reason_names_the_field() -> None:
     data = dict(VALID[0], email="Upper@Example.com")
     out = outcome(decode_record, orjson.dumps(data))
     assert out[0] == "error" and out[2] == "email: must be lower-cased"
+
+
+def test_both_paths_give_a_named_fact_of_the_record() -> None:
+    from mailpulse.streams.reducers import Fact
+
+    data = dict(VALID[0])
+    slow = dict(data, occurred_at=data["occurred_at"].replace("Z", "+02:00"))  # not UTC: decode_event's path
+    for raw in (orjson.dumps(data), orjson.dumps(slow)):
+        fact = decode_record(raw)
+        assert type(fact) is Fact
+        assert (fact.source, fact.message_id, fact.type) == (data["source"], data["message_id"], data["type"])
+        assert fact.short_id == data["event_id"][:16]
+    assert decode._fast(orjson.dumps(data)) is not None and decode._fast(orjson.dumps(slow)) is None

@@ -1,61 +1,269 @@
-"""Make Faust's stream consumer read committed records only.
+"""The one door to Faust's, aiokafka's and prometheus_client's internals.
 
-faust-streaming 0.15.3 creates its worker consumer with
-``isolation_level="read_uncommitted"`` unless ``processing_guarantee`` is
-``exactly_once`` (``faust/transport/drivers/aiokafka.py``,
-``AIOKafkaConsumerThread._create_worker_consumer``), and has no setting to
-change it. The connectors publish in Kafka transactions and a connector killed
-mid-batch leaves aborted records behind, which a worker must never count.
+mailpulse relies on a few private attributes and methods of faust-streaming
+0.15, aiokafka 0.14 and prometheus_client. Every such access is in this
+module, and ``NEEDS`` lists each of them with the reason it is needed;
+``check_internals`` verifies them at start (``mailpulse worker``,
+``mailpulse connect``/``backfill``) and fails with one line naming the
+supported versions and what is missing, instead of a crash mid-stream after an
+upgrade. ``tests/streams/test_faust_internals.py`` pins the check.
 
-The override below lets Faust build its consumer as usual and then flips the
-one attribute aiokafka 0.14 reads when it starts its fetcher
-(``AIOKafkaConsumer._isolation_level``, passed to ``Fetcher`` in ``start()``).
-It is pinned: on other versions it refuses to run rather than silently
-reading aborted records. ``tests/streams/test_kafka_compat.py`` proves it with
-an aborted transaction against the real broker.
+What the worker changes in Faust (docs/streams.md, "No Faust agent reads a
+record", explains why):
 
-The same pinned consumer class also carries a faster copy of Faust's record
-drain loop (``ReadCommittedConsumer._drain_messages``, see its docstring).
+* **Committed records only.** faust-streaming 0.15.3 creates its worker
+  consumer with ``isolation_level="read_uncommitted"`` unless
+  ``processing_guarantee`` is ``exactly_once``
+  (``AIOKafkaConsumerThread._create_worker_consumer``) and has no setting to
+  change it. The connectors publish in Kafka transactions and a connector
+  killed mid-batch leaves aborted records behind, which a worker must never
+  count. ``ReadCommittedConsumerThread`` lets Faust build its consumer as
+  usual and then flips the one attribute aiokafka 0.14 reads when it starts
+  its fetcher (``AIOKafkaConsumer._isolation_level``, passed to ``Fetcher`` in
+  ``start()``).
+* **Bulk agents.** ``ReadCommittedConsumer._drain_messages`` is a copy of
+  Faust's record drain loop that hands the raw records of one fetch of a topic
+  registered with ``@bulk_agent(app, topic)`` to its handler in one call.
+* **No commit after a lost changelog batch** (``ReadCommittedConsumer._commit``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Mapping
 
 import aiokafka
 from aiokafka.errors import IllegalStateError
 import faust
-from faust.transport.consumer import CONSUMER_FETCHING as _CONSUMER_FETCHING
-from faust.types import TP
-from faust.types.tuples import ack_lock
-from mode.utils.futures import notify
+from faust.transport import consumer as _faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from faust.types import tuples as _faust_tuples
+from mode.utils import futures as _mode_futures
 
-__all__ = ["BulkHandler", "ReadCommittedTransport", "patch_read_committed", "record_changelog_failure", "register_bulk_handler"]
+from mailpulse.errors import MailpulseError
+
+__all__ = [
+    "NEEDS",
+    "SUPPORTED",
+    "BulkHandler",
+    "IncompatibleInternals",
+    "Need",
+    "ReadCommittedTransport",
+    "aiokafka_producer",
+    "bulk_agent",
+    "check_internals",
+    "fetch_cluster_metadata",
+    "gauge_label_values",
+    "missing_internals",
+    "partition_owner_urls",
+    "patch_read_committed",
+    "read_offset",
+    "record_changelog_failure",
+    "store_db",
+    "store_holds_partition",
+]
 
 #: Receives every record of one fetch for its topic, in log order per partition.
 BulkHandler = Callable[[list[Any]], Awaitable[None]]
 
-#: Versions the override was read against and is tested with.
+#: The versions this module was read against and is tested with (the worker refuses others).
+SUPPORTED = "faust-streaming 0.15.x and aiokafka 0.14.x"
 _FAUST_VERSIONS = ("0.15.",)
 _AIOKAFKA_VERSIONS = ("0.14.",)
 
+# Module-level names of the drain loop, looked up here so that a release
+# without them is reported by check_internals rather than by an ImportError.
+_CONSUMER_FETCHING = getattr(_faust_consumer, "CONSUMER_FETCHING", None)
+ack_lock = getattr(_faust_tuples, "ack_lock", None)
+notify = getattr(_mode_futures, "notify", None)
 
-def _check_versions() -> None:
-    if not faust.__version__.startswith(_FAUST_VERSIONS) or not aiokafka.__version__.startswith(_AIOKAFKA_VERSIONS):
-        raise RuntimeError(
-            f"mailpulse.streams.kafka_compat was written for faust-streaming 0.15 and aiokafka 0.14 "
-            f"(found {faust.__version__} and {aiokafka.__version__}): re-read "
-            "AIOKafkaConsumerThread._create_worker_consumer before upgrading"
+
+# ---------------------------------------------------------------------------
+# What we rely on, and the start-up check
+
+
+class IncompatibleInternals(MailpulseError):
+    """An installed Faust/aiokafka lacks an internal mailpulse relies on: install the supported versions."""
+
+
+@dataclass(frozen=True)
+class Need:
+    """One internal: ``attr`` of ``where`` ("module" or "module:Class"), with its parameters if a method."""
+
+    where: str
+    attr: str
+    #: Parameter names of a method (``self`` first), or None for an attribute.
+    params: tuple[str, ...] | None = None
+    #: The commands that rely on it.
+    used_by: frozenset[str] = frozenset({"worker"})
+
+    def __str__(self) -> str:
+        name = f"{self.where.replace(':', '.')}.{self.attr}"
+        return name if self.params is None else f"{name}({', '.join(self.params)})"
+
+
+_CONNECT = frozenset({"worker", "connect"})
+_FA = "faust.transport.drivers.aiokafka"
+_CONSUMER = f"{_FA}:Consumer"
+
+#: Every internal this module touches. Instance attributes count when a class
+#: of the MRO assigns them in its ``__init__`` (they do not exist on the class).
+NEEDS: tuple[Need, ...] = (
+    # read_committed: the method that builds the consumer, and the attribute its fetcher reads.
+    Need(f"{_FA}:AIOKafkaConsumerThread", "_create_worker_consumer", ("self", "transport")),
+    Need(f"{_FA}:Consumer", "_new_consumer_thread", ("self",)),
+    Need("aiokafka:AIOKafkaConsumer", "_isolation_level"),
+    # The drain loop (a copy of Consumer._drain_messages) and bulk acks.
+    Need(_CONSUMER, "_drain_messages", ("self", "fetcher")),
+    Need(_CONSUMER, "_wait_next_records", ("self", "timeout")),
+    Need(_CONSUMER, "_add_gap", ("self", "tp", "offset_from", "offset_to")),
+    Need(_CONSUMER, "_to_message", ("self", "tp", "record")),
+    Need(_CONSUMER, "_commit", ("self", "offsets")),
+    *(
+        Need(_CONSUMER, attr)
+        for attr in (
+            "_stopped",
+            "_read_offset",
+            "_commit_every",
+            "_unacked_messages",
+            "_buffered_partitions",
+            "_n_acked",
+            "_committed_offset",
+            "_acked_index",
+            "_acked",
+            "_waiting_for_ack",
+            "diag",
+            "scheduler",
+            "suspend_flow",
+            "flow_active",
         )
+    ),
+    Need("faust.transport.consumer", "CONSUMER_FETCHING"),
+    Need("faust.types.tuples", "ack_lock"),
+    Need("mode.utils.futures", "notify"),
+    # Tables written in batches (streams/tables.py): the producer and the RocksDB of a partition.
+    Need(f"{_FA}:Producer", "_ensure_producer", ("self",)),
+    Need("aiokafka:AIOKafkaProducer", "create_batch", ("self",)),
+    Need("aiokafka:AIOKafkaProducer", "send_batch", ("self", "batch", "topic", "partition")),
+    Need("faust.stores.rocksdb:Store", "_db_for_partition", ("self", "partition")),
+    Need("faust.stores.rocksdb:Store", "_dbs"),
+    Need("faust.stores.rocksdb:Store", "set_persisted_offset", ("self", "tp", "offset")),
+    # The query API's routing: which worker owns a partition.
+    Need("faust.assignor.partition_assignor:PartitionAssignor", "_tps_url"),
+    # Progress gauges: the labels a gauge holds.
+    Need("prometheus_client:Gauge", "_metrics"),
+    # Connectors: a fresh metadata request (aiokafka has no public call for it).
+    Need("aiokafka:AIOKafkaConsumer", "_client", used_by=_CONNECT),
+    Need("aiokafka.client:AIOKafkaClient", "fetch_all_metadata", ("self",), used_by=_CONNECT),
+)
+
+
+def _assigned_in_init(cls: type) -> set[str]:
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        code = getattr(init, "__code__", None)
+        if code is not None:
+            names.update(code.co_names)
+    return names
+
+
+def _problem(need: Need) -> str | None:
+    """What is wrong with ``need`` in the installed packages, or None."""
+    module_name, _, class_name = need.where.partition(":")
+    try:
+        owner: Any = importlib.import_module(module_name)
+        if class_name:
+            owner = getattr(owner, class_name)
+    except (ImportError, AttributeError):
+        return f"{need} (no {need.where.replace(':', '.')})"
+    if not hasattr(owner, need.attr) and not (
+        isinstance(owner, type) and need.attr in _assigned_in_init(owner)
+    ):
+        return str(need)
+    if need.params is not None:
+        try:
+            params = tuple(inspect.signature(getattr(owner, need.attr)).parameters)
+        except (TypeError, ValueError):
+            return f"{need} (no signature)"
+        if params != need.params:
+            return f"{need} (found ({', '.join(params)}))"
+    return None
+
+
+def missing_internals(command: str = "worker") -> list[str]:
+    """Every internal ``command`` relies on that the installed packages lack (empty: all present)."""
+    problems = [p for need in NEEDS if command in need.used_by if (p := _problem(need)) is not None]
+    if command == "worker" and not (
+        faust.__version__.startswith(_FAUST_VERSIONS) and aiokafka.__version__.startswith(_AIOKAFKA_VERSIONS)
+    ):
+        # The drain loop is a copy of one Faust release's: refuse others even if every name is there.
+        problems.insert(0, "a version the worker's copy of Faust's drain loop was not read against")
+    return problems
+
+
+def check_internals(command: str = "worker") -> None:
+    """Raise ``IncompatibleInternals`` (one line) unless everything ``command`` relies on is installed."""
+    problems = missing_internals(command)
+    if problems:
+        raise IncompatibleInternals(
+            f"needs {SUPPORTED} (found faust-streaming {faust.__version__}, aiokafka {aiokafka.__version__}): "
+            f"missing {'; '.join(problems)}"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Accessors: the one place each private name is read
+
+
+def aiokafka_producer(app: faust.App) -> aiokafka.AIOKafkaProducer:
+    """Faust's aiokafka producer (at-least-once: the only one), started if need be."""
+    return app.producer._ensure_producer()
+
+
+def partition_owner_urls(app: faust.App) -> Mapping[TP, str]:
+    """Topic partition -> web URL of the worker it is assigned to, as Faust's assignor last learnt it."""
+    return app.assignor._tps_url
+
+
+def read_offset(consumer: Any, tp: TP) -> int | None:
+    """Offset of the last record of ``tp`` handed over (Faust's own bookkeeping)."""
+    return consumer._read_offset.get(tp)
+
+
+def store_db(store: Any, partition: int) -> Any:
+    """The ``rocksdict.Rdict`` of one partition of a Faust RocksDB store (opened if need be)."""
+    return store._db_for_partition(partition)
+
+
+def store_holds_partition(store: Any, partition: int) -> bool:
+    """Whether the store has the partition's RocksDB open (it is dropped when the partition is revoked)."""
+    return partition in store._dbs
+
+
+def gauge_label_values(gauge: Any) -> list[tuple[str, ...]]:
+    """The label values of every child of a labelled prometheus_client metric."""
+    return list(gauge._metrics)
+
+
+async def fetch_cluster_metadata(consumer: aiokafka.AIOKafkaConsumer) -> Any:
+    """A fresh metadata request (an unsubscribed consumer has none cached; aiokafka has no public call)."""
+    return await consumer._client.fetch_all_metadata()
+
+
+# ---------------------------------------------------------------------------
+# The read-committed consumer and its bulk drain loop
 
 
 class ReadCommittedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         if getattr(consumer, "_isolation_level", None) not in ("read_uncommitted", "read_committed"):
-            raise RuntimeError("aiokafka consumer has no _isolation_level: kafka_compat needs updating")
+            raise RuntimeError("aiokafka consumer has no _isolation_level: faust_internals needs updating")
         consumer._isolation_level = "read_committed"
         return consumer
 
@@ -268,7 +476,7 @@ class ReadCommittedTransport(faust_aiokafka.Transport):
 
 def patch_read_committed(app: faust.App) -> None:
     """Use the read-committed transport for ``app``: call right after creating it, before any topic."""
-    _check_versions()
+    check_internals("worker")
     # Same construction as faust.App._new_transport, with our class.
     app.transport = ReadCommittedTransport(app.conf.broker_consumer, app)
 
@@ -294,3 +502,24 @@ def register_bulk_handler(app: faust.App, topic: Any, handler: BulkHandler) -> N
     for name in topic.topics:
         transport.bulk_handlers[name] = handler
     app.topics.add(topic)
+
+
+def bulk_agent(app: faust.App, topic: Any) -> Callable[[BulkHandler], BulkHandler]:
+    """Decorator: the batch handler of ``topic``, Faust's ``@app.agent(topic)`` for whole fetches.
+
+    ::
+
+        @bulk_agent(app, events_topic)
+        async def messages(records: list[Message]) -> None: ...
+
+    The handler gets every record of one fetch of the topic (``record.key``,
+    ``.value``, ``.topic``, ``.partition``, ``.offset``), in log order per
+    partition; they are acked when it returns, and a handler that raises
+    crashes the worker with nothing of the batch acked.
+    """
+
+    def register(handler: BulkHandler) -> BulkHandler:
+        register_bulk_handler(app, topic, handler)
+        return handler
+
+    return register
