@@ -4,6 +4,7 @@
     ├── ConfigError            fatal at start: fix the config file and restart
     └── (connectors.errors)    FatalAPIError, RetriableAPIError, CursorExpired, NormalisationError
     └── (mailpulse.devkafka)   LocalKafkaError: the local broker could not be assembled or started
+    └── (mailpulse.streams.faust_internals) IncompatibleInternals: install the supported Faust/aiokafka
 
 Messages name what is wrong and where; they never carry a secret.
 """

@@ -23,7 +23,15 @@ from typing import Any
 
 import orjson
 
-from mailpulse.streams.aggregates import PartitionView, merge_partial
+from mailpulse.streams.aggregates import (
+    Partial,
+    PartitionView,
+    decode_bundle,
+    decode_value,
+    encode_bundle,
+    encode_value,
+    merge_partial,
+)
 from mailpulse.streams.app import Streams
 from mailpulse.streams.rollups import Rollup, campaign_group, contact_group
 from mailpulse.streams.faust_internals import bulk_agent
@@ -173,13 +181,13 @@ async def publish_partials(s: Streams) -> None:
             (s.campaign_partials.get_topic_name(), campaigns, "campaign"),
             (s.contact_partials.get_topic_name(), contacts, "contact"),
         ):
-            bundles: dict[int, list[tuple[str, Any]]] = defaultdict(list)
+            bundles: dict[int, list[tuple[str, Partial]]] = defaultdict(list)
             for key, partial in items:
                 bundles[partition_of(key.encode())].append((key, partial))
             for target, bundle in bundles.items():
                 for i in range(0, len(bundle), BUNDLE_MAX):
                     chunk = bundle[i : i + BUNDLE_MAX]
-                    await send(topic, b"p%d" % view.partition, orjson.dumps(chunk), target, None, None)
+                    await send(topic, b"p%d" % view.partition, encode_bundle(chunk), target, None, None)
             s.metrics.partials.labels(kind).inc(len(items))
 
 
@@ -210,7 +218,7 @@ def rollup_for(s: Streams, kind: str, partition: int) -> Rollup:
         last_at: dict[bytes, int] = {}
         items = []
         for key, raw in store.items(partition):
-            value = orjson.loads(raw)
+            value = decode_value(raw)
             items.append((key.decode(), value))
             if kind == "campaign":
                 _note_last_at(last_at, key, value)
@@ -223,7 +231,8 @@ def rollup_for(s: Streams, kind: str, partition: int) -> Rollup:
 
 def _note_last_at(index: dict[bytes, int], key: bytes, value: Any) -> None:
     """Remember a campaign's latest event time (the exported top N are the most recent)."""
-    latest = max((p.get("l") or 0 for p in (value or {}).get("partials", {}).values() if p.get("n", 0) > 0), default=0)
+    partials = (value or {}).get("partials") or {}
+    latest = max((p.get("last_at") or 0 for p in partials.values() if p.get("messages", 0) > 0), default=0)
     if latest:
         index[key] = latest
     else:
@@ -247,7 +256,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
                     grouped[msg.partition][msg.key].append(("meta", _decode_meta(msg.value, kind)))
                     consumed += 1
                 continue
-            for key, partial in orjson.loads(msg.value):
+            for key, partial in decode_bundle(msg.value):
                 grouped[msg.partition][key.encode()].append(("partial", partial))
                 consumed += 1
         except (ValueError, KeyError, TypeError) as exc:
@@ -259,7 +268,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
         last_at = s.campaign_last_at.get(partition)
         for key, items in keys.items():
             raw = store.get(partition, key)
-            value = None if raw is None else orjson.loads(raw)
+            value = decode_value(raw)
             new = value
             answer_changed = False
             for what, item in items:
@@ -280,7 +289,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
                     new = merged
                     answer_changed = True
             if new is not value:
-                writes.append((key, orjson.dumps(new)))
+                writes.append((key, encode_value(new)))
                 rollup.replace(key.decode(), value, new, now)
                 if last_at is not None:
                     _note_last_at(last_at, key, new)
@@ -309,7 +318,7 @@ async def publish_stats(s: Streams) -> None:
             raw = store.get(partition, key)
             if raw is None:
                 continue
-            body = answer(key.decode(), orjson.loads(raw), now)
+            body = answer(key.decode(), decode_value(raw), now)
             # An aggregate whose messages all moved away is deleted (a compaction tombstone).
             # A stage-2 key lives in partition partition_of(key) of its table, and the
             # stats topics have as many partitions (a test holds the contracts to it),

@@ -13,13 +13,18 @@ Stage 2 (keyed by campaign / contact) keeps, per key, the latest partial of
 every source partition (``merge_partial``: a higher version wins, so a stale or
 replayed partial changes nothing) and sums them (``combine``).
 
-Everything here is pure or in-memory; the Faust agents do the I/O.
+Everything here is pure or in-memory; the Faust agents do the I/O. Partials
+are ``Partial`` dicts with full field names in code; on the partials topics
+and in the stage-2 tables they keep the compact keys of the deployed format,
+converted in one place (the "Wire format" section at the end).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, TypedDict
+
+import orjson
 
 from mailpulse.streams.reducers import (
     COUNT_FIELDS,
@@ -30,14 +35,21 @@ from mailpulse.streams.reducers import (
 )
 
 __all__ = [
+    "WIRE_KEYS",
     "HOUR_MS",
     "HOURLY_RETENTION_MS",
     "STATE_CACHE_SIZE",
     "STATUSES",
     "Aggregate",
     "Combined",
+    "Partial",
     "PartitionView",
+    "Stage2Value",
     "combine",
+    "decode_bundle",
+    "decode_value",
+    "encode_bundle",
+    "encode_value",
     "merge_partial",
 ]
 
@@ -57,6 +69,43 @@ STATE_CACHE_SIZE = 4096
 #: Contacts whose expired hourly rows one publish tick drops (per partition).
 CONTACT_SWEEP = 2000
 _NC = len(COUNT_FIELDS)
+
+
+class Partial(TypedDict, total=False):
+    """One source partition's sums for one campaign or contact: what stage 1 publishes, stage 2 keeps."""
+
+    #: The events partition whose messages these are.
+    partition: int
+    #: ``[epoch, seq]``: the newer partial of a partition wins (see the module docstring).
+    version: list[int]
+    provider: str
+    #: Messages counted; 0 for an aggregate whose messages all moved away (a tombstone keeps only
+    #: partition, version and messages).
+    messages: int
+    #: ``COUNT_FIELDS`` order.
+    counts: list[int]
+    first_at: int | None
+    last_at: int | None
+    #: Hour start (epoch ms, as a string: a JSON key) -> flag counts (``FLAG_FIELDS`` order): campaigns for
+    #: the hourly answers, contacts for the mailbox-provider windows.
+    hourly: dict[str, list[int]]
+    #: Contacts only.
+    last_opened_at: int | None
+    last_clicked_at: int | None
+    #: Latest time each of ``STATUSES`` applied.
+    status_at: list[int | None]
+    #: The contact's address where its events carried one (the mailbox-provider figures).
+    email: str
+
+
+class Stage2Value(TypedDict, total=False):
+    """A campaign's or contact's value in the stage-2 table."""
+
+    #: Source partition (as a string: a JSON key) -> its newest partial.
+    partials: dict[str, Partial]
+    #: Campaigns: ``name``, ``subject``, ``send_time`` from the campaigns topic; contacts: ``email``
+    #: from the contacts topic (never served by the API).
+    meta: dict[str, Any] | None
 
 
 def _min(a: int | None, b: int | None) -> int | None:
@@ -197,23 +246,23 @@ class Aggregate:
             for hour in [h for h in self.hourly if h < horizon]:
                 del self.hourly[hour]
 
-    def to_partial(self, partition: int, version: tuple[int, int], *, kind: str) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "p": partition,
-            "v": list(version),
+    def to_partial(self, partition: int, version: tuple[int, int], *, kind: str) -> Partial:
+        out: Partial = {
+            "partition": partition,
+            "version": list(version),
             "provider": self.provider,
-            "n": self.messages,
-            "c": self.counts,
-            "f": self.first_at,
-            "l": self.last_at,
+            "messages": self.messages,
+            "counts": self.counts,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
         }
-        out["h"] = {str(k): v for k, v in (self.hourly or {}).items()}
+        out["hourly"] = {str(k): v for k, v in (self.hourly or {}).items()}
         if kind == "contact":
-            out["lo"] = self.last_opened_at
-            out["lc"] = self.last_clicked_at
-            out["s"] = self.status_at
+            out["last_opened_at"] = self.last_opened_at
+            out["last_clicked_at"] = self.last_clicked_at
+            out["status_at"] = self.status_at
             if self.email is not None:
-                out["e"] = self.email
+                out["email"] = self.email
         return out
 
 
@@ -307,9 +356,9 @@ class PartitionView:
             if agg is not None:
                 agg.expire(horizon)
 
-    def take_dirty(self) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+    def take_dirty(self) -> tuple[list[tuple[str, Partial]], list[tuple[str, Partial]]]:
         """Partials of every aggregate changed since the last call; forgets empty aggregates."""
-        out: list[list[tuple[str, dict[str, Any]]]] = [[], []]
+        out: list[list[tuple[str, Partial]]] = [[], []]
         for i, (table, dirty, kind) in enumerate(
             ((self.campaigns, self.dirty_campaigns, "campaign"), (self.contacts, self.dirty_contacts, "contact"))
         ):
@@ -329,24 +378,24 @@ class PartitionView:
 # Stage 2
 
 
-def merge_partial(value: Mapping[str, Any] | None, partial: Mapping[str, Any]) -> dict[str, Any] | None:
+def merge_partial(value: Stage2Value | None, partial: Partial) -> Stage2Value | None:
     """The stage-2 value with ``partial`` merged in, or None when it is not newer than what is held.
 
-    ``value`` is ``{"partials": {partition: partial}, "meta": ...}``. A partial
-    of an empty aggregate (n == 0) removes that partition's entry.
+    A partial of an empty aggregate (no messages) leaves a tombstone in place
+    of that partition's entry.
     """
-    partials: Mapping[str, Any] = (value or {}).get("partials") or {}
-    p = str(partial["p"])
+    partials: Mapping[str, Partial] = (value or {}).get("partials") or {}
+    p = str(partial["partition"])
     held = partials.get(p)
-    if held is not None and tuple(held["v"]) >= tuple(partial["v"]):
+    if held is not None and tuple(held["version"]) >= tuple(partial["version"]):
         return None
     new_partials = dict(partials)
-    if partial["n"] <= 0:
+    if partial["messages"] <= 0:
         # Keep a tombstone with the version so an older partial cannot resurrect it.
-        new_partials[p] = {"p": partial["p"], "v": partial["v"], "n": 0}
+        new_partials[p] = {"partition": partial["partition"], "version": partial["version"], "messages": 0}
     else:
-        new_partials[p] = dict(partial)
-    out = dict(value or {})
+        new_partials[p] = Partial(**partial)
+    out = Stage2Value(**(value or {}))
     out["partials"] = new_partials
     return out
 
@@ -377,26 +426,26 @@ class Combined:
         return best
 
 
-def combine(value: Mapping[str, Any] | None, now_ms: int) -> Combined | None:
+def combine(value: Stage2Value | None, now_ms: int) -> Combined | None:
     """Sum the partials of a stage-2 value; None when no partition holds a message of the key."""
     if not value:
         return None
     out = Combined()
     horizon = now_ms - HOURLY_RETENTION_MS
     for part in (value.get("partials") or {}).values():
-        if part.get("n", 0) <= 0:
+        if part.get("messages", 0) <= 0:
             continue
         out.provider = out.provider or part.get("provider")
-        out.messages += part["n"]
-        for i, v in enumerate(part["c"]):
+        out.messages += part["messages"]
+        for i, v in enumerate(part["counts"]):
             out.counts[i] += v
-        out.first_at = _min(out.first_at, part.get("f"))
-        out.last_at = _max(out.last_at, part.get("l"))
-        out.last_opened_at = _max(out.last_opened_at, part.get("lo"))
-        out.last_clicked_at = _max(out.last_clicked_at, part.get("lc"))
-        for i, t in enumerate(part.get("s") or ()):
+        out.first_at = _min(out.first_at, part.get("first_at"))
+        out.last_at = _max(out.last_at, part.get("last_at"))
+        out.last_opened_at = _max(out.last_opened_at, part.get("last_opened_at"))
+        out.last_clicked_at = _max(out.last_clicked_at, part.get("last_clicked_at"))
+        for i, t in enumerate(part.get("status_at") or ()):
             out.status_at[i] = _max(out.status_at[i], t)
-        for hour_s, row in (part.get("h") or {}).items():
+        for hour_s, row in (part.get("hourly") or {}).items():
             hour = int(hour_s)
             if hour < horizon:
                 continue
@@ -409,3 +458,71 @@ def combine(value: Mapping[str, Any] | None, now_ms: int) -> Combined | None:
     if out.messages <= 0:
         return None
     return out
+
+
+# ---------------------------------------------------------------------------
+# Wire format: the one place partials change names
+#
+# On the partials topics and in the stage-2 tables (and their changelogs) a
+# partial keeps the compact keys it has always had there: every partial
+# crosses a topic and is stored once per source partition, and running
+# deployments hold these records. Code sees ``Partial``'s full names; the four
+# functions below convert at the edges (stage 1's publication, stage 2's
+# reading of a bundle, the stage-2 table's reads and writes).
+
+#: ``Partial`` field -> its key on the wire.
+WIRE_KEYS: dict[str, str] = {
+    "partition": "p",
+    "version": "v",
+    "provider": "provider",
+    "messages": "n",
+    "counts": "c",
+    "first_at": "f",
+    "last_at": "l",
+    "hourly": "h",
+    "last_opened_at": "lo",
+    "last_clicked_at": "lc",
+    "status_at": "s",
+    "email": "e",
+}
+_FROM_WIRE = {wire: name for name, wire in WIRE_KEYS.items()}
+
+
+def _to_wire(partial: Partial) -> dict[str, Any]:
+    return {WIRE_KEYS.get(name, name): v for name, v in partial.items()}
+
+
+def _from_wire(wire: Any) -> Partial:
+    if type(wire) is not dict:
+        return wire  # type: ignore[no-any-return]  # malformed: merge_partial rejects it (and the record's other partials still count)
+    return {_FROM_WIRE.get(k, k): v for k, v in wire.items()}  # type: ignore[return-value]
+
+
+def encode_bundle(items: Iterable[tuple[str, Partial]]) -> bytes:
+    """A partials-topic record value: ``[[key, partial], ...]``."""
+    return orjson.dumps([(key, _to_wire(partial)) for key, partial in items])
+
+
+def decode_bundle(raw: bytes) -> Iterator[tuple[str, Partial]]:
+    """The ``(key, partial)`` pairs of a partials-topic record value (a malformed pair raises when reached)."""
+    for key, partial in orjson.loads(raw):
+        yield key, _from_wire(partial)
+
+
+def encode_value(value: Stage2Value) -> bytes:
+    """A stage-2 table value."""
+    partials = value.get("partials")
+    if not partials:
+        return orjson.dumps(value)
+    return orjson.dumps({**value, "partials": {p: _to_wire(partial) for p, partial in partials.items()}})
+
+
+def decode_value(raw: bytes | None) -> Stage2Value | None:
+    """A stage-2 table value (None for none)."""
+    if raw is None:
+        return None
+    value = orjson.loads(raw)
+    partials = value.get("partials")
+    if partials:
+        value["partials"] = {p: _from_wire(wire) for p, wire in partials.items()}
+    return value  # type: ignore[no-any-return]

@@ -15,7 +15,7 @@ import asyncio
 import heapq
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import aiohttp
 import orjson
@@ -23,6 +23,7 @@ from faust.types import TP
 from faust.web import View
 from yarl import URL
 
+from mailpulse.streams.aggregates import decode_value
 from mailpulse.streams.app import Streams
 from mailpulse.streams.faust_internals import partition_owner_urls
 from mailpulse.streams.metrics import CONTENT_TYPE_LATEST
@@ -125,52 +126,48 @@ def install_api(s: Streams) -> None:
     def now_ms() -> int:
         return int(time.time() * 1000)
 
-    def _value(store: Any, partition: int, kb: bytes) -> Any:
-        raw = store.get(partition, kb)
-        return None if raw is None else orjson.loads(raw)
+    def keyed_page(
+        path: str,
+        *,
+        name: str,
+        endpoint: str,
+        table: str,
+        answer: Callable[..., dict[str, Any] | None],
+        parse: Callable[[Mapping[str, str]], tuple[Any, ...]] = lambda query: (),
+    ) -> None:
+        """``GET path`` for one key of a stage-2 table: ``answer(key, value, *parse(query), now_ms)``.
 
-    @app.page("/v1/campaigns/{key}")
-    class CampaignView(View):
-        @guarded("campaign")
-        async def get(self, request: Any, key: str) -> Any:
-            parse_key(key)
+        The key and the query are checked first (400 naming the parameter), the
+        request is forwarded to the key's owner if that is another worker, and
+        an unknown key is a 404.
+        """
+        store = {"campaigns": s.campaign_table, "contacts": s.contact_table}[table]
 
-            def local(partition: int, kb: bytes) -> Any:
-                body = campaign_answer(key, _value(s.campaign_table, partition, kb), now_ms())
-                if body is None:
-                    return _error(self, 404, f"unknown campaign {key!r}", "key")
-                return _json(self, body)
+        @app.page(path, name=name)
+        class KeyedView(View):
+            @guarded(endpoint)
+            async def get(self, request: Any, key: str) -> Any:
+                parse_key(key)
+                args = parse(request.query)
 
-            return await keyed(self, request, "campaigns", key, local)
+                def local(partition: int, kb: bytes) -> Any:
+                    body = answer(key, decode_value(store.get(partition, kb)), *args, now_ms())
+                    if body is None:
+                        return _error(self, 404, f"unknown {table.removesuffix('s')} {key!r}", "key")
+                    return _json(self, body)
 
-    @app.page("/v1/campaigns/{key}/hourly")
-    class HourlyView(View):
-        @guarded("campaign_hourly")
-        async def get(self, request: Any, key: str) -> Any:
-            parse_key(key)
-            hours = parse_hours(request.query)
+                return await keyed(self, request, table, key, local)
 
-            def local(partition: int, kb: bytes) -> Any:
-                body = hourly_answer(key, _value(s.campaign_table, partition, kb), hours, now_ms())
-                if body is None:
-                    return _error(self, 404, f"unknown campaign {key!r}", "key")
-                return _json(self, body)
-
-            return await keyed(self, request, "campaigns", key, local)
-
-    @app.page("/v1/contacts/{key}")
-    class ContactView(View):
-        @guarded("contact")
-        async def get(self, request: Any, key: str) -> Any:
-            parse_key(key)
-
-            def local(partition: int, kb: bytes) -> Any:
-                body = contact_answer(key, _value(s.contact_table, partition, kb), now_ms())
-                if body is None:
-                    return _error(self, 404, f"unknown contact {key!r}", "key")
-                return _json(self, body)
-
-            return await keyed(self, request, "contacts", key, local)
+    keyed_page("/v1/campaigns/{key}", name="CampaignView", endpoint="campaign", table="campaigns", answer=campaign_answer)
+    keyed_page(
+        "/v1/campaigns/{key}/hourly",
+        name="HourlyView",
+        endpoint="campaign_hourly",
+        table="campaigns",
+        answer=hourly_answer,
+        parse=lambda query: (parse_hours(query),),
+    )
+    keyed_page("/v1/contacts/{key}", name="ContactView", endpoint="contact", table="contacts", answer=contact_answer)
 
     def local_list(source: str | None, limit: int, order: str) -> list[dict[str, Any]]:
         topic = s.campaign_partials.get_topic_name()
@@ -182,7 +179,7 @@ def install_api(s: Streams) -> None:
             for kb, raw in s.campaign_table.items(partition):
                 if prefix is not None and not kb.startswith(prefix):
                     continue
-                body = campaign_answer(kb.decode(), orjson.loads(raw), now)
+                body = campaign_answer(kb.decode(), decode_value(raw), now)
                 if body is not None:
                     items.append(body)
         pick = heapq.nlargest if order == "last_event_at" else heapq.nsmallest

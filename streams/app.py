@@ -1,6 +1,6 @@
 """The Faust app of a worker, built from the one typed ``Config``.
 
-Topology (design B of issue 4, see docs/streams.md)::
+Topology (the message-state design: one changelog write per changed message; see docs/streams.md)::
 
     mailpulse.events.v1 (key {source}:{message_id}, 8 partitions)
       -> stage 1 agent: merge facts into the message table (changelogged, one
@@ -133,13 +133,13 @@ def create_app(config: Config) -> Streams:
         web_bind=w.web_host,
         web_port=w.web_port,
         canonical_url=f"http://{host}:{w.web_port}",
-        # Contact data is not for anyone who can reach the port (issue 4).
+        # Contact data (emails) is not for anyone who can reach the port: only the query API is served.
         web_tables_enabled=False,
         web_router_enabled=False,
         web_graph_enabled=False,
         web_stats_enabled=False,
         web_metrics_enabled=False,
-        # Throughput (faust-notes): big polls and fetches; commits by interval.
+        # Throughput (docs/streams.md, Faust on this stack): big polls and fetches; commits by interval.
         broker_max_poll_records=w.batch_size,
         consumer_max_fetch_size=16 * MIB,
         broker_commit_every=100_000,

@@ -33,7 +33,7 @@ import asyncio
 import importlib
 import inspect
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 import aiokafka
 from aiokafka.errors import IllegalStateError

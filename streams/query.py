@@ -53,7 +53,7 @@ def _ratio(num: int, den: int) -> float | None:
 
 
 def rates(counts: Mapping[str, int]) -> dict[str, float | None]:
-    """The issue's rates; ``None`` when the denominator is 0."""
+    """The API's rates (docs/streams.md, Query API); ``None`` when the denominator is 0."""
     sent, delivered, opened = counts["sent"], counts["delivered"], counts["opened"]
     return {
         "delivery_rate": _ratio(delivered, sent),

@@ -5,7 +5,7 @@ is identified by its deterministic ``event_id``), so applying an event twice, or
 applying a message's events in any order, yields the same state, the same
 flags and the same counters. Everything here is pure and does no I/O.
 
-Flags (one per message, at most once each; see issue 4)::
+Flags (one per message, at most once each; the flag table of docs/streams.md)::
 
     sent          any of sent, delivered, deferred, opened, clicked, bounced,
                   complained, unsubscribed, replied
@@ -122,7 +122,6 @@ class Fact(NamedTuple):
     message_id: str
     #: ``observed_at`` (when a poller read it) in epoch milliseconds: the freshness metric's second reference.
     observed_ms: int
-
 
 
 def _counter(attributes: Any, name: str) -> int:

@@ -9,8 +9,8 @@ keeps, for one stage-2 partition, the sum of those partials by group:
 * contacts by ``(provider, source, mailbox_provider)``: the mailbox provider of
   a contact's address (``MailboxClassifier``). The address comes from
   ``mailpulse.contacts.v1`` (joined in stage 2: the topic is keyed and
-  partitioned like the contact partials), else from the events (``e`` of a
-  partial), else from a key that is an address; ``unknown`` until one is known.
+  partitioned like the contact partials), else from the events (``email`` of
+  a partial), else from a key that is an address; ``unknown`` until one is known.
   When it arrives later, the contact's whole figures move from ``unknown`` to
   its group, so late metadata is counted once it comes, and never twice.
 
@@ -50,7 +50,7 @@ class GroupTotals:
 
 
 def _live(value: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
-    return [p for p in ((value or {}).get("partials") or {}).values() if p.get("n", 0) > 0]
+    return [p for p in ((value or {}).get("partials") or {}).values() if p.get("messages", 0) > 0]
 
 
 def _provider(value: Mapping[str, Any] | None) -> str | None:
@@ -71,7 +71,7 @@ def contact_address(key: str, value: Mapping[str, Any]) -> str | None:
     meta = value.get("meta") or {}
     if isinstance(meta, Mapping) and isinstance(meta.get("email"), str) and meta["email"]:
         return meta["email"]
-    seen = [p["e"] for p in _live(value) if isinstance(p.get("e"), str)]
+    seen = [p["email"] for p in _live(value) if isinstance(p.get("email"), str)]
     if seen:
         return min(seen)
     rest = key.partition(":")[2]
@@ -97,7 +97,7 @@ class Rollup:
         self.groups: dict[Group, GroupTotals] = {}
 
     def _apply(self, group: Group, part: Mapping[str, Any], sign: int, horizon: int) -> None:
-        if part.get("n", 0) <= 0:
+        if part.get("messages", 0) <= 0:
             return
         totals = self.groups.get(group)
         if totals is None:
@@ -105,10 +105,10 @@ class Rollup:
                 return
             totals = self.groups[group] = GroupTotals()
         counts = totals.counts
-        for i, v in enumerate(part["c"]):
+        for i, v in enumerate(part["counts"]):
             counts[i] += sign * v
         hourly = totals.hourly
-        for hour_s, row in (part.get("h") or {}).items():
+        for hour_s, row in (part.get("hourly") or {}).items():
             hour = int(hour_s)
             if hour < horizon:
                 continue  # expired: never added, or already dropped

@@ -2,7 +2,7 @@
 
 Faust's ``Monitor`` updates several counters and deques for every message in,
 every stream event and every send; that is measurable at this worker's rates
-(faust-notes: "sensors off") and nothing reads it here: the web stats pages
+(docs/streams.md, Faust on this stack) and nothing reads it here: the web stats pages
 are disabled and the worker's own Prometheus metrics count per batch.
 Rebalance, assignment and commit hooks keep Faust's behaviour.
 """

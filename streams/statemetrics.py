@@ -25,10 +25,9 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from mailpulse.streams.aggregates import combine
+from mailpulse.streams.aggregates import combine, decode_value
 from mailpulse.streams.query import MAILBOX_FLAGS
 from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS
 from mailpulse.streams.rollups import GroupTotals, windows_of
@@ -215,8 +214,7 @@ class StateCollector:
             (at, partition, key) for partition, index in s.campaign_last_at.items() for key, at in index.items()
         )
         for _, partition, key in heapq.nlargest(limit, candidates) if limit else ():
-            raw = s.campaign_table.get(partition, key)
-            combined = None if raw is None else combine(orjson.loads(raw), now)
+            combined = combine(decode_value(s.campaign_table.get(partition, key)), now)
             if combined is None or combined.provider is None:
                 continue
             source, _, campaign = key.decode().partition(":")

@@ -2,7 +2,7 @@
 
 Faust's ``table[key] = value`` sends one changelog record per write through
 its producer buffer, one at a time, and that loop is the worker's ceiling
-(/work/shared/faust-notes.md). ``PartitionStore`` writes a whole batch to the
+(docs/streams.md, Faust on this stack). ``PartitionStore`` writes a whole batch to the
 partition's RocksDB in one ``WriteBatch`` and hands the changelog records to
 the producer as whole record batches, addressed to the same partition, so the changelog and
 the store hold exactly what ``table[key] = value`` would have written. Faust

@@ -1,4 +1,4 @@
-"""An independent, deliberately simple implementation of issue 4's flag table.
+"""An independent, deliberately simple implementation of the flag table (docs/streams.md, Flag rules).
 
 It shares no code with ``streams``: it reads the generated events, keeps every
 distinct event per message, and computes flags and sums the obvious way. The

@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailpulse.streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS, PartitionView, combine, merge_partial
-from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS, MessageState, apply_events
+from mailpulse.streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS, Aggregate, PartitionView, combine, merge_partial
+from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS, MessageState, apply_events, contribution
 from tests.streams.groundtruth import ground_truth
 from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType, make_event_id
 
@@ -113,7 +114,16 @@ def test_hourly_windows_count_a_message_in_the_hour_its_flag_became_true_and_exp
 
 def test_a_newer_partial_replaces_an_older_one_and_a_stale_or_replayed_one_changes_nothing() -> None:
     def partial(p: int, v: tuple[int, int], sent: int) -> dict:
-        return {"p": p, "v": list(v), "provider": "smartcq", "n": sent, "c": [sent] + [0] * 14, "f": 1, "l": 2, "h": {}}
+        return {
+            "partition": p,
+            "version": list(v),
+            "provider": "smartcq",
+            "messages": sent,
+            "counts": [sent] + [0] * 14,
+            "first_at": 1,
+            "last_at": 2,
+            "hourly": {},
+        }
 
     value = merge_partial(None, partial(0, (100, 1), 5))
     value = merge_partial(value, partial(3, (200, 7), 2))
@@ -124,7 +134,7 @@ def test_a_newer_partial_replaces_an_older_one_and_a_stale_or_replayed_one_chang
     assert newer is not None
     c = combine(newer, NOW_MS)
     assert c is not None and (c.counts[0], c.messages) == (8, 8)
-    gone = merge_partial(newer, {**partial(3, (200, 8), 0), "n": 0})
+    gone = merge_partial(newer, {**partial(3, (200, 8), 0), "messages": 0})
     c = combine(gone, NOW_MS)
     assert c is not None and c.counts[0] == 6
     assert merge_partial(gone, partial(3, (200, 7), 2)) is None  # the tombstone keeps its version
@@ -140,17 +150,47 @@ def test_a_message_that_gains_its_contact_id_moves_between_contact_keys() -> Non
     run_incrementally(view, [e1, ev(1, EventType.DELIVERED, 0.5, 1, contact="u9")], 2, states)
     campaigns, contacts = view.take_dirty()
     moved = dict(contacts)
-    assert moved["src:a@example.com"]["n"] == 0  # published once as empty, then forgotten
-    assert moved["src:u9"]["c"][COUNT_FIELDS.index("delivered")] == 1
+    assert moved["src:a@example.com"]["messages"] == 0  # published once as empty, then forgotten
+    assert moved["src:u9"]["counts"][COUNT_FIELDS.index("delivered")] == 1
     assert set(view.contacts) == {"src:u9"}
 
 
 def test_combined_status_is_the_latest_that_applies() -> None:
-    base = {"p": 0, "v": [1, 1], "provider": "x", "n": 1, "c": [0] * 15, "f": 1, "l": 9}
-    value = {"partials": {"0": {**base, "s": [5, 7, None, None]}, "1": {**base, "p": 1, "s": [9, None, None, 3]}}}
+    base = {"partition": 0, "version": [1, 1], "provider": "x", "messages": 1, "counts": [0] * 15, "first_at": 1, "last_at": 9}
+    value = {
+        "partials": {
+            "0": {**base, "status_at": [5, 7, None, None]},
+            "1": {**base, "partition": 1, "status_at": [9, None, None, 3]},
+        }
+    }
     c = combine(value, NOW_MS)
     assert c is not None and c.status == "active"
-    value["partials"]["1"]["s"] = [4, None, None, 8]
+    value["partials"]["1"]["status_at"] = [4, None, None, 8]
     c = combine(value, NOW_MS)
     assert c is not None and c.status == "unsubscribed"
     assert combine({"partials": {}}, NOW_MS) is None
+
+
+def test_partials_keep_their_deployed_compact_keys_on_the_wire_and_read_back_with_full_names() -> None:
+    from mailpulse.streams.aggregates import decode_bundle, decode_value, encode_bundle, encode_value
+
+    agg = Aggregate("smartcq")
+    agg.add(contribution(apply_events(None, [ev(1, EventType.OPENED, 1.0)])), +1, hourly=False, horizon=0)
+    contact = agg.to_partial(3, (7, 9), kind="contact")
+    campaign = agg.to_partial(3, (7, 9), kind="campaign")
+    wire = orjson.loads(encode_bundle([("src:u1", contact), ("src:c1", campaign)]))
+    # The format running deployments hold on the partials topics and in the stage-2 changelogs.
+    assert [sorted(p) for _, p in wire] == [
+        ["c", "f", "l", "lc", "lo", "n", "p", "provider", "s", "v"],
+        ["c", "f", "h", "l", "n", "p", "provider", "v"],
+    ]
+    assert (wire[0][1]["p"], wire[0][1]["v"], wire[0][1]["n"]) == (3, [7, 9], 1)
+    assert list(decode_bundle(orjson.dumps(wire))) == [("src:u1", contact), ("src:c1", campaign)]
+    value = merge_partial(None, contact)
+    assert value is not None
+    stored = encode_value(value)
+    assert sorted(orjson.loads(stored)["partials"]["3"]) == sorted(wire[0][1])
+    assert decode_value(stored) == value
+    tombstone = merge_partial(value, {**contact, "version": [7, 10], "messages": 0})
+    assert tombstone is not None
+    assert orjson.loads(encode_value(tombstone))["partials"]["3"] == {"p": 3, "v": [7, 10], "n": 0}

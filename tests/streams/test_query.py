@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from mailpulse.streams.aggregates import HOUR_MS
+from mailpulse.streams.aggregates import HOUR_MS, decode_value
 from mailpulse.streams.query import (
     QueryError,
     campaign_answer,
@@ -24,14 +25,15 @@ NOW_MS = 1_795_000_000_000
 
 
 def value(**counts: int) -> dict:
+    """A stage-2 value as the table holds it (partials in their compact wire form), read as the worker reads it."""
     c = [counts.get(f, 0) for f in COUNT_FIELDS]
     current = NOW_MS - NOW_MS % HOUR_MS
-    return {
+    return decode_value(orjson.dumps({
         "partials": {
             "0": {"p": 0, "v": [1, 1], "provider": "smartcq", "n": 3, "c": c, "f": NOW_MS - 5000, "l": NOW_MS, "h": {str(current): c[:13], str(current - 2 * HOUR_MS): [1] + [0] * 12}, "lo": None, "lc": None, "s": [NOW_MS, None, None, None]},
         },
         "meta": {"name": "Spring sale", "subject": "50% off", "send_time": "2026-11-20T10:00:00.000Z"},
-    }
+    }))
 
 
 def test_rates_are_null_when_their_denominator_is_zero() -> None:
