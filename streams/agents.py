@@ -265,7 +265,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
     for partition, keys in grouped.items():
         writes: list[tuple[bytes, bytes]] = []
         rollup = rollup_for(s, kind, partition)
-        last_at = s.campaign_last_at.get(partition)
+        last_at = s.campaign_last_at.get(partition) if kind == "campaign" else None
         for key, items in keys.items():
             raw = store.get(partition, key)
             value = decode_value(raw)

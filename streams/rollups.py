@@ -121,6 +121,8 @@ class Rollup:
                 acc[i] += sign * v
             if sign < 0 and not any(acc):
                 del hourly[hour]
+        if sign < 0 and not hourly and not any(counts):
+            del self.groups[group]  # nothing left in it (its contacts moved to their group): no series
 
     def replace(self, key: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, now_ms: int) -> None:
         """Move the totals from ``key``'s old stage-2 value to its new one."""

@@ -92,6 +92,10 @@ def expected_mailboxes(events: list[EmailEvent], known: dict[str, str]) -> dict[
     return {k: dict(v) for k, v in out.items()}
 
 
+def _diff(got: dict, want: dict) -> dict:
+    return {k: (got.get(k), want.get(k)) for k in got.keys() | want.keys() if got.get(k) != want.get(k)}
+
+
 def api_mailboxes(worker: WorkerProcess) -> dict[tuple[str, str], dict[str, int]]:
     body = worker.get("/v1/mailbox-providers").json()
     return {(i["source"], i["mailbox_provider"]): i["counts"] for i in body["items"]}
@@ -152,14 +156,16 @@ async def test_mailbox_figures_are_exact_across_two_workers_and_late_addresses_a
         known = {r.key: r.email for r in early}
         truth = expected_mailboxes(events, known)
         assert any(group == "unknown" for _, group in truth), "the test must hold contacts without an address yet"
-        await wait_until(lambda: api_mailboxes(workers[1]) == truth, 60, "mailbox figures before the late addresses", workers)
+        await wait_until(lambda: api_mailboxes(workers[1]) == truth, 60, "mailbox figures before the late addresses", workers,
+                         show=lambda: _diff(api_mailboxes(workers[1]), truth))
 
         # The other half of the addresses arrives after their events were counted.
         await _send_contacts(kafka.bootstrap, topic_name(CONTACTS, prefix), late)
         known = {r.key: r.email for r in contacts}
         truth = expected_mailboxes(events, known)
         assert not any(group == "unknown" for _, group in truth)
-        await wait_until(lambda: api_mailboxes(workers[0]) == truth, 60, "mailbox figures after the late addresses", workers)
+        await wait_until(lambda: api_mailboxes(workers[0]) == truth, 60, "mailbox figures after the late addresses", workers,
+                         show=lambda: _diff(api_mailboxes(workers[0]), truth))
         assert api_mailboxes(workers[1]) == truth  # every worker answers the whole
 
         # The workers' /metrics shares, summed, are the same figures, all-time and over the last 24 h
@@ -213,7 +219,8 @@ async def test_only_the_most_recent_campaigns_are_exported_and_a_campaign_leavin
             return {c for (c,) in got}
 
         newest = {f"c{n:05d}" for n in range(campaigns - 200, campaigns)}
-        await wait_until(lambda: exported() == newest, 120, "the 200 newest campaigns exported", [worker])
+        await wait_until(lambda: exported() == newest, 120, "the 200 newest campaigns exported", [worker],
+                         show=lambda: (len(exported()), sorted(exported() - newest)[:5], sorted(newest - exported())[:5]))
         series = sum(len(f.samples) for f in _scrape(worker) if f.name.startswith("mailpulse_campaign_"))
         assert series == 200 * 13 * 3  # 13 flags, all-time and two hourly windows: the documented bound
 
