@@ -42,6 +42,7 @@ from mailpulse.streams import agents  # noqa: E402
 from mailpulse.streams.aggregates import PartitionView  # noqa: E402
 from mailpulse.streams.metrics import WorkerMetrics  # noqa: E402
 from mailpulse.streams.reducers import apply_events, decode_state, encode_state  # noqa: E402
+from mailpulse.streams.statemetrics import Freshness  # noqa: E402
 from mailpulse.streams.tables import partition_of  # noqa: E402
 from mailpulse.topics.events import decode_event, encode_event  # noqa: E402
 
@@ -81,6 +82,7 @@ def fake_streams() -> Any:
         messages=MemoryStore(),
         views={},
         metrics=WorkerMetrics(),
+        freshness=Freshness(),
         app=SimpleNamespace(producer=NullProducer()),
         dlq_name="dlq",
     )
