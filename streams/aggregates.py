@@ -426,8 +426,11 @@ class Combined:
         return best
 
 
-def combine(value: Stage2Value | None, now_ms: int) -> Combined | None:
-    """Sum the partials of a stage-2 value; None when no partition holds a message of the key."""
+def combine(value: Stage2Value | None, now_ms: int, *, hourly: bool = True) -> Combined | None:
+    """Sum the partials of a stage-2 value; None when no partition holds a message of the key.
+
+    ``hourly=False`` leaves the hourly rows out (a contact's answer shows none).
+    """
     if not value:
         return None
     out = Combined()
@@ -445,6 +448,8 @@ def combine(value: Stage2Value | None, now_ms: int) -> Combined | None:
         out.last_clicked_at = _max(out.last_clicked_at, part.get("last_clicked_at"))
         for i, t in enumerate(part.get("status_at") or ()):
             out.status_at[i] = _max(out.status_at[i], t)
+        if not hourly:
+            continue
         for hour_s, row in (part.get("hourly") or {}).items():
             hour = int(hour_s)
             if hour < horizon:

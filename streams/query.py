@@ -112,7 +112,7 @@ def campaign_answer(key: str, value: Mapping[str, Any] | None, now_ms: int) -> d
 
 def contact_answer(key: str, value: Mapping[str, Any] | None, now_ms: int) -> dict[str, Any] | None:
     """``GET /v1/contacts/{key}``; None when the contact is unknown."""
-    c = combine(value, now_ms)
+    c = combine(value, now_ms, hourly=False)
     if c is None:
         return None
     out = _base(key, c)

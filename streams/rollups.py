@@ -61,6 +61,10 @@ def _provider(value: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def _same_addresses(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return all(old.get(p, {}).get("email") == part.get("email") for p, part in new.items()) and old.keys() <= new.keys()
+
+
 def campaign_group(key: str, value: Mapping[str, Any]) -> Group | None:
     provider = _provider(value)
     return None if provider is None else (provider, key.partition(":")[0])
@@ -96,8 +100,8 @@ class Rollup:
         self.group_of = group_of
         self.groups: dict[Group, GroupTotals] = {}
 
-    def _apply(self, group: Group, part: Mapping[str, Any], sign: int, horizon: int) -> None:
-        if part.get("messages", 0) <= 0:
+    def _apply(self, group: Group, part: Mapping[str, Any] | None, sign: int, horizon: int) -> None:
+        if part is None or part.get("messages", 0) <= 0:
             return
         totals = self.groups.get(group)
         if totals is None:
@@ -106,7 +110,8 @@ class Rollup:
             totals = self.groups[group] = GroupTotals()
         counts = totals.counts
         for i, v in enumerate(part["counts"]):
-            counts[i] += sign * v
+            if v:
+                counts[i] += sign * v
         hourly = totals.hourly
         for hour_s, row in (part.get("hourly") or {}).items():
             hour = int(hour_s)
@@ -118,7 +123,8 @@ class Rollup:
                     continue
                 acc = hourly[hour] = [0] * _NF
             for i, v in enumerate(row):
-                acc[i] += sign * v
+                if v:
+                    acc[i] += sign * v
             if sign < 0 and not any(acc):
                 del hourly[hour]
         if sign < 0 and not hourly and not any(counts):
@@ -127,19 +133,21 @@ class Rollup:
     def replace(self, key: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, now_ms: int) -> None:
         """Move the totals from ``key``'s old stage-2 value to its new one."""
         horizon = now_ms - 48 * HOUR_MS
-        old_group = None if old is None else self.group_of(key, old)
-        new_group = None if new is None else self.group_of(key, new)
         old_parts = (old or {}).get("partials") or {}
         new_parts = (new or {}).get("partials") or {}
+        new_group = None if new is None else self.group_of(key, new)
+        # The group only changes with what decides it (metadata, addresses, the first live partial):
+        # most changes are one partition's new counts, and skip the second lookup.
+        if old is not None and old.get("meta") == new.get("meta") and _same_addresses(old_parts, new_parts):  # type: ignore[union-attr]
+            old_group = new_group if _live(old) and _live(new) else self.group_of(key, old)
+        else:
+            old_group = None if old is None else self.group_of(key, old)
         if old_group == new_group and old_group is not None:
             for p in old_parts.keys() | new_parts.keys():
                 before, after = old_parts.get(p), new_parts.get(p)
-                if before is after:
-                    continue
-                if before is not None:
+                if before is not after:
                     self._apply(old_group, before, -1, horizon)
-                if after is not None:
-                    self._apply(new_group, after, +1, horizon)  # type: ignore[arg-type]
+                    self._apply(old_group, after, +1, horizon)
             return
         # The group changed (an address became known): move the key's whole figures.
         if old_group is not None:

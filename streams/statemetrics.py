@@ -133,8 +133,13 @@ def _flag_family(name: str, help_text: str, labels: list[str]) -> GaugeMetricFam
 class StateCollector:
     """A prometheus_client collector reading the worker's state at scrape time."""
 
+    #: Scrapes within this many seconds of the last one get its figures again (a dashboard refresh
+    #: or several Prometheis must not make the worker recompute them each time).
+    CACHE_S = 1.0
+
     def __init__(self, s: Streams) -> None:
         self.s = s
+        self._cached: tuple[float, list[Metric]] | None = None
 
     def describe(self) -> list[Metric]:
         """The families this collector exports (names, types and help), without samples."""
@@ -155,6 +160,12 @@ class StateCollector:
             yield GaugeMetricFamily(name, "", labels=labels)
 
     def collect(self) -> Iterator[Metric]:
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > self.CACHE_S:
+            self._cached = (now, list(self._collect()))
+        return iter(self._cached[1])
+
+    def _collect(self) -> Iterator[Metric]:
         s = self.s
         yield s.freshness.family()
         if not s.views_ready:
