@@ -221,6 +221,12 @@ class StreamRunner:
         self.checkpoint_stream = checkpoint_stream or stream.name
         self.on_progress = on_progress
         self.labels = (stream.provider, stream.source_name, stream.name)
+        # Series that exist from the start at 0, so increase() and rate() read 0, not "no data",
+        # until the first dead letter or aborted transaction (alerts and dashboards query them).
+        metrics.DLQ_RECORDS.labels(*self.labels)
+        metrics.DUPLICATES_SKIPPED.labels(*self.labels)
+        for outcome in ("committed", "aborted"):
+            metrics.TRANSACTIONS.labels(*self.labels, outcome)
         self._topics = {spec.name: topic_name(spec, prefix) for spec in (EVENTS, DLQ, CHECKPOINTS, *_META_TOPICS.values())}
         self.last_reconcile: float | None = None
         self._after_commit = type(stream).after_commit is not Stream.after_commit

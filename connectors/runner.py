@@ -139,6 +139,7 @@ class SourceRunner:
             )
             self.runners.append(runner)
         metrics.SOURCE_UP.labels(self.source.provider, self.source.name).set(1)
+        metrics.AUTH_FAILURES.labels(self.source.provider, self.source.name)  # 0 until a 401/403
 
     # -- running ---------------------------------------------------------------------------------
 

@@ -144,11 +144,11 @@ def _engagement(s: AlertSettings) -> list:
     volume = f"sum by (source, campaign) (mailpulse_campaign_messages{{flag=\"sent\", {_CAMPAIGN_SEL}}})"
     bounce = (
         f'sort_desc(\n  sum by (source, campaign) (mailpulse_campaign_messages{{flag="bounced", {_CAMPAIGN_SEL}}})\n'
-        f"  / {volume}\n  and on (source, campaign) {volume} >= {s.min_sent_1h}\n)"
+        f"  / {volume}\n  and on (source, campaign) {volume} >= $min_sent\n)"
     )
     panels.append(
         table.Panel()
-        .title(f"Campaigns by bounce rate (at least {s.min_sent_1h} sent)")
+        .title("Campaigns by bounce rate (at least $min_sent sent)")
         .description("All-time bounce rate of the exported campaigns; a row links to the campaign in the query API.")
         .datasource(DATASOURCE)
         .unit("percentunit")
@@ -261,6 +261,12 @@ def build(settings: AlertSettings | None = None) -> dashboard.Dashboard:
         )
         .with_variable(
             _label_variable("campaign", "campaign", 'label_values(mailpulse_campaign_messages{source=~"$source"}, campaign)')
+        )
+        .with_variable(
+            dashboard.TextBoxVariable("min_sent")
+            .label("min. sent")
+            .description("Campaigns with fewer messages sent are left out of the bounce-rate table.")
+            .default_value(str(s.min_sent_1h))
         )
         .with_variable(
             dashboard.TextBoxVariable("api_url")
