@@ -396,7 +396,7 @@ def test_service_monitors_scrape_the_named_metrics_ports(rendered):
 def test_prometheus_rule_carries_the_repositorys_alert_rules(rendered):
     shipped = CHART / "files" / "mailpulse-alerts.yml"
     assert shipped.read_bytes() == RULES.read_bytes(), (
-        "helm/mailpulse/files/mailpulse-alerts.yml differs from deploy/prometheus/mailpulse-alerts.yml: copy it over"
+        "helm/mailpulse/files/mailpulse-alerts.yml differs from deploy/prometheus/mailpulse-alerts.yml: run mailpulse alerts rules > deploy/prometheus/mailpulse-alerts.yml and copy it over"
     )
     rule = one(rendered["full"], "PrometheusRule")
     assert rule["spec"] == yaml.safe_load(RULES.read_text())
