@@ -5,7 +5,7 @@ outside the repository (``$XDG_CACHE_HOME/mailpulse/kafka-<version>/lib``), so
 the second start downloads nothing. One combined broker+controller (KRaft)
 runs on 127.0.0.1, sized for a 2-core machine. Its pid, config, data and log
 live in a state directory so that ``status`` and ``stop`` work from another
-process. Recipe and pitfalls: ``../shared/kafka-local.md``.
+process. How it is run and its pitfalls: see the "Local Kafka" section of the README.
 """
 
 from __future__ import annotations
