@@ -84,7 +84,8 @@ def test_installed_wheel_runs_its_commands_outside_the_checkout(installed: Path,
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert where.returncode == 0, where.stderr
-    assert not where.stdout.startswith(str(ROOT)), "mailpulse was imported from the checkout, not the wheel"
+    site = installed.parent / "lib"
+    assert where.stdout.startswith(str(site)), f"mailpulse was imported from {where.stdout.strip()}, not the wheel"
 
 
 def test_installed_wheel_validates_a_config_with_one_line(installed: Path, tmp_path: Path) -> None:
