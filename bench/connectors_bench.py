@@ -15,13 +15,14 @@ import os
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from mailpulse.connectors.providers import smartcq, smartersends, smtpeter, supersend
 from mailpulse.simulators import Simulator, SimulatorConfig
 
-OBSERVED = datetime(2026, 11, 23, tzinfo=timezone.utc)
+OBSERVED = datetime(2026, 11, 23, tzinfo=UTC)
 
 
 def corpus(sim: Simulator, n: int) -> dict[str, tuple[list[Any], Callable[[Any], Any]]]:
@@ -36,9 +37,15 @@ def corpus(sim: Simulator, n: int) -> dict[str, tuple[list[Any], Callable[[Any],
     return {
         "smartcq sends": (sends, lambda r: smartcq.normalise(r, source="acme", observed_at=OBSERVED)),
         "smartcq contacts": (contacts, lambda r: smartcq.normalise_contact(r, source="acme", observed_at=OBSERVED)),
-        "smtpeter events": (peter, lambda r: smtpeter.normalise(r[2], source="acme", campaign_id=r[0], observed_at=OBSERVED, ordinal=r[1])),
+        "smtpeter events": (
+            peter,
+            lambda r: smtpeter.normalise(r[2], source="acme", campaign_id=r[0], observed_at=OBSERVED, ordinal=r[1]),
+        ),
         "supersend events": (rows, lambda r: supersend.normalise(r, source="acme", observed_at=OBSERVED)),
-        "smartersends campaigns": (campaigns, lambda r: smartersends.normalise_campaign(r, source="acme", observed_at=OBSERVED)),
+        "smartersends campaigns": (
+            campaigns,
+            lambda r: smartersends.normalise_campaign(r, source="acme", observed_at=OBSERVED),
+        ),
     }
 
 
@@ -68,9 +75,9 @@ def bench_normalise(n: int, repeat: int) -> None:
 
 
 async def bench_e2e(bootstrap: str, size: int) -> None:
+    from mailpulse.config import Config
     from mailpulse.connectors.http import RetryPolicy
     from mailpulse.connectors.runner import SourceRunner
-    from mailpulse.config import Config
     from mailpulse.simulators import serve_simulators
     from mailpulse.topics.admin import ensure_topics
 
@@ -82,10 +89,18 @@ async def bench_e2e(bootstrap: str, size: int) -> None:
             config = Config.model_validate(
                 {
                     "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix},
-                    "sources": [{"name": f"bench-{provider}", "provider": provider, "base_url": urls[provider], "api_key": key}],
+                    "sources": [
+                        {"name": f"bench-{provider}", "provider": provider, "base_url": urls[provider], "api_key": key}
+                    ],
                 }
             )
-            runner = SourceRunner(config, config.sources[0], clock=lambda: sim.now, retry=RetryPolicy(base_delay=0.01), streams=("sends", "events"))
+            runner = SourceRunner(
+                config,
+                config.sources[0],
+                clock=lambda: sim.now,
+                retry=RetryPolicy(base_delay=0.01),
+                streams=("sends", "events"),
+            )
             t0 = time.perf_counter()
             await runner.start()
             t1 = time.perf_counter()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from mailpulse.topics.events import (
     ATTR_OPENS_COUNTER,
@@ -56,7 +56,7 @@ def generate_events(
     now: datetime | None = None,
 ) -> GeneratedSet:
     rng = random.Random(seed)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     contacts = contacts_per_source or max(1, messages // 4)
     out: list[tuple[datetime, EmailEvent]] = []
     for n in range(messages):

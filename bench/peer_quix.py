@@ -21,8 +21,23 @@ import time
 
 from quixstreams import Application
 
-FLAGS = ("sent", "delivered", "bounced", "hard_bounced", "soft_bounced", "opened", "clicked", "complained",
-         "unsubscribed", "replied", "failed", "deferred", "suppressed", "opens_total", "clicks_total")
+FLAGS = (
+    "sent",
+    "delivered",
+    "bounced",
+    "hard_bounced",
+    "soft_bounced",
+    "opened",
+    "clicked",
+    "complained",
+    "unsubscribed",
+    "replied",
+    "failed",
+    "deferred",
+    "suppressed",
+    "opens_total",
+    "clicks_total",
+)
 SENT = {"sent", "delivered", "deferred", "opened", "clicked", "bounced", "complained", "unsubscribed", "replied"}
 DELIVERY = {"delivered", "opened", "clicked", "complained", "unsubscribed", "replied"}
 
@@ -33,9 +48,17 @@ def flags(st: dict) -> list[int]:
     sent = bool(types & SENT)
     bounced = "bounced" in types
     delivered = (sent if st["nd"] else bool(types & DELIVERY)) and not bounced
-    out = [sent, delivered, bounced, "hard" in kinds, "soft" in kinds and "hard" not in kinds,
-           "opened" in types or "clicked" in types]
-    out += [t in types for t in ("clicked", "complained", "unsubscribed", "replied", "failed", "deferred", "suppressed")]
+    out = [
+        sent,
+        delivered,
+        bounced,
+        "hard" in kinds,
+        "soft" in kinds and "hard" not in kinds,
+        "opened" in types or "clicked" in types,
+    ]
+    out += [
+        t in types for t in ("clicked", "complained", "unsubscribed", "replied", "failed", "deferred", "suppressed")
+    ]
     return [int(x) for x in out] + [max(st["o"], st["oc"]), st["c"]]
 
 
@@ -91,13 +114,17 @@ def main() -> int:
             st["c"] += 1
         src = value["source"]
         if value.get("campaign_id"):
-            st["camp"] = f"{src}:{value['campaign_id']}" if st["camp"] is None else min(st["camp"], f"{src}:{value['campaign_id']}")
+            st["camp"] = (
+                f"{src}:{value['campaign_id']}"
+                if st["camp"] is None
+                else min(st["camp"], f"{src}:{value['campaign_id']}")
+            )
         contact = value.get("contact_id") or value.get("email")
         if contact:
             st["cont"] = f"{src}:{contact}" if st["cont"] is None else min(st["cont"], f"{src}:{contact}")
         state.set("m", st)
         new = flags(st)
-        delta = [n - o for n, o in zip(new, old)]
+        delta = [n - o for n, o in zip(new, old, strict=True)]
         if not any(delta):
             return None  # no flag changed: nothing to regroup
         return {"camp": st["camp"], "cont": st["cont"], "d": delta}
@@ -108,11 +135,12 @@ def main() -> int:
         def f(v: dict) -> dict:
             progress[name] += 1
             return v
+
         return f
 
     def add(v: dict, state) -> None:
         acc = state.get("a") or [0] * len(FLAGS)
-        state.set("a", [a + d for a, d in zip(acc, v["d"])])
+        state.set("a", [a + d for a, d in zip(acc, v["d"], strict=True)])
 
     camp = changes.filter(lambda v: v["camp"] is not None).update(count("to_campaign"))
     camp = camp.group_by(lambda v: v["camp"], name="campaign")
@@ -146,7 +174,6 @@ def main() -> int:
             done["t"] = time.perf_counter()
         return ok
 
-
     def watchdog() -> None:
         while not finished():
             time.sleep(0.05)
@@ -155,13 +182,17 @@ def main() -> int:
     threading.Thread(target=watchdog, daemon=True).start()
     app.run()
     seconds = (done["t"] or time.perf_counter()) - (progress["t0"] or time.perf_counter())
-    print(json.dumps({
-        "events": progress["events"],
-        "seconds": round(seconds, 3),
-        "events_per_s": round(args.events / seconds) if seconds > 0 else None,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "campaign_sent": progress["sent"],
-    }))
+    print(
+        json.dumps(
+            {
+                "events": progress["events"],
+                "seconds": round(seconds, 3),
+                "events_per_s": round(args.events / seconds) if seconds > 0 else None,
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "campaign_sent": progress["sent"],
+            }
+        )
+    )
     return 0
 
 

@@ -31,9 +31,10 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -161,7 +162,7 @@ def main() -> None:
     n = len(records)
     us = 1e6 / n
     print(f"{n} events ({args.messages} messages), batches of {args.batch}, best of {args.repeat}, CPU time")
-    print("load average: %.2f %.2f %.2f" % os.getloadavg())
+    print("load average: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     t = timed(lambda: [decode_event(r.value) for r in records], args.repeat)
     print(f"  decode_event (full EmailEvent)      {t * us:6.1f} us/event")
     if decode_record is not None:
@@ -172,11 +173,17 @@ def main() -> None:
         gc.collect()
         for k, v in stages(records, args.batch).items():
             best[k] = min(best.get(k, float("inf")), v)
-    print("  stages as the EmailEvent path runs them (decode_event, decode/encode_state, apply_events, PartitionView.apply):")
-    print("    " + ", ".join(f"{k} {v * us:.1f}" for k, v in best.items()) + f"  = {sum(best.values()) * us:.1f} us/event")
+    print(
+        "  stages as the EmailEvent path runs them (decode_event, decode/encode_state, apply_events, PartitionView.apply):"
+    )
+    print(
+        "    " + ", ".join(f"{k} {v * us:.1f}" for k, v in best.items()) + f"  = {sum(best.values()) * us:.1f} us/event"
+    )
     t = timed(lambda: end_to_end(records, args.batch), args.repeat)
-    print(f"  process_events end to end (no RocksDB/Kafka) {t * us:6.1f} us/event  ->  {n / t:,.0f} events/s of one core")
-    print("load average: %.2f %.2f %.2f" % os.getloadavg())
+    print(
+        f"  process_events end to end (no RocksDB/Kafka) {t * us:6.1f} us/event  ->  {n / t:,.0f} events/s of one core"
+    )
+    print("load average: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

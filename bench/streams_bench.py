@@ -146,17 +146,35 @@ def run_worker(bootstrap: str, prefix: str, n_events: int, expected_sent: int, w
             proc.kill()
         log.close()
     seconds = t1 - t0
-    return {"seconds": round(seconds, 2), "events_per_s": round(n_events / seconds), "peak_rss_mb": round(rss), "table_writes_per_event": round(writes / n_events, 2)}
+    return {
+        "seconds": round(seconds, 2),
+        "events_per_s": round(n_events / seconds),
+        "peak_rss_mb": round(rss),
+        "table_writes_per_event": round(writes / n_events, 2),
+    }
 
 
 def run_peer(python: Path, bootstrap: str, topic: str, n_events: int, expected_sent: int, workdir: Path) -> dict:
     out = subprocess.run(
         [
-            str(python), str(ROOT / "bench" / "peer_quix.py"),
-            "--bootstrap", bootstrap, "--topic", topic, "--group", f"peer-{uuid.uuid4().hex[:6]}",
-            "--state-dir", str(workdir / "peer-state"), "--events", str(n_events), "--expected-sent", str(expected_sent),
+            str(python),
+            str(ROOT / "bench" / "peer_quix.py"),
+            "--bootstrap",
+            bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            f"peer-{uuid.uuid4().hex[:6]}",
+            "--state-dir",
+            str(workdir / "peer-state"),
+            "--events",
+            str(n_events),
+            "--expected-sent",
+            str(expected_sent),
         ],
-        capture_output=True, text=True, timeout=1800,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     if out.returncode != 0:
         raise SystemExit(f"peer failed:\n{out.stderr[-3000:]}")
@@ -200,7 +218,9 @@ async def main() -> int:
         records = [(e.key.encode(), encode_event(e)) for e in gen.events]
         n = len(records)
         expected_sent = expected_totals(gen.events)
-        print(f"generated {n} events ({gen.duplicates} duplicates, {messages} messages) in {time.perf_counter() - t:.1f}s")
+        print(
+            f"generated {n} events ({gen.duplicates} duplicates, {messages} messages) in {time.perf_counter() - t:.1f}s"
+        )
         prefix = f"b{uuid.uuid4().hex[:6]}."
         peer_prefix = f"p{uuid.uuid4().hex[:6]}."
         await ensure_topics(bootstrap, prefix=prefix, replication_factor=1)
@@ -213,11 +233,19 @@ async def main() -> int:
             await publish(bootstrap, topic_name(EVENTS, peer_prefix), records)
 
         ours = await asyncio.to_thread(run_worker, bootstrap, prefix, n, expected_sent, workdir)
-        print(f"mailpulse worker (Faust): {ours['events_per_s']:>7} events/s  {ours['seconds']:>6}s  peak RSS {ours['peak_rss_mb']} MB  table writes/event {ours['table_writes_per_event']}")
+        print(
+            f"mailpulse worker (Faust): {ours['events_per_s']:>7} events/s  {ours['seconds']:>6}s  peak RSS {ours['peak_rss_mb']} MB  table writes/event {ours['table_writes_per_event']}"
+        )
         if peer_python is not None:
-            peer = await asyncio.to_thread(run_peer, peer_python, bootstrap, topic_name(EVENTS, peer_prefix), n, expected_sent, workdir)
-            print(f"peer (Quix Streams):      {peer['events_per_s']:>7} events/s  {peer['seconds']:>6}s  peak RSS {peer['peak_rss_mb']} MB")
-            print(f"ratio worker/peer: {ours['events_per_s'] / peer['events_per_s']:.2f}x throughput, {ours['peak_rss_mb'] / max(1, peer['peak_rss_mb']):.2f}x peak RSS")
+            peer = await asyncio.to_thread(
+                run_peer, peer_python, bootstrap, topic_name(EVENTS, peer_prefix), n, expected_sent, workdir
+            )
+            print(
+                f"peer (Quix Streams):      {peer['events_per_s']:>7} events/s  {peer['seconds']:>6}s  peak RSS {peer['peak_rss_mb']} MB"
+            )
+            print(
+                f"ratio worker/peer: {ours['events_per_s'] / peer['events_per_s']:.2f}x throughput, {ours['peak_rss_mb'] / max(1, peer['peak_rss_mb']):.2f}x peak RSS"
+            )
         print("note: 2 shared cores, other processes running: figures vary run to run")
     finally:
         if broker is not None:

@@ -23,9 +23,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Callable, ClassVar, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
 
 import orjson
 
@@ -36,11 +37,33 @@ from mailpulse.connectors.errors import NormalisationError
 from mailpulse.connectors.http import ApiClient
 from mailpulse.connectors.publisher import OutRecord, Publisher
 from mailpulse.connectors.records import CalendarEvent, UsageReport
-from mailpulse.topics.contracts import CALENDAR, CAMPAIGNS, CHECKPOINTS, CONTACTS, DLQ, EVENTS, USAGE, TopicSpec, topic_name
+from mailpulse.topics.contracts import (
+    CALENDAR,
+    CAMPAIGNS,
+    CHECKPOINTS,
+    CONTACTS,
+    DLQ,
+    EVENTS,
+    USAGE,
+    TopicSpec,
+    topic_name,
+)
 from mailpulse.topics.events import EmailEvent, encode_event
 from mailpulse.topics.records import CampaignMetadata, Checkpoint, ContactRecord, DeadLetter
 
-__all__ = ["Clock", "Plan", "PassKind", "Page", "Tombstone", "Stream", "StreamRunner", "PassResult", "utcnow", "dlq_digest", "describe"]
+__all__ = [
+    "Clock",
+    "Plan",
+    "PassKind",
+    "Page",
+    "Tombstone",
+    "Stream",
+    "StreamRunner",
+    "PassResult",
+    "utcnow",
+    "dlq_digest",
+    "describe",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +71,7 @@ Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +88,11 @@ class Plan:
         object.__setattr__(self, "kind", PassKind(self.kind))  # "poll" (tests, CLI) is PassKind.POLL
 
     @classmethod
-    def poll(cls, now: datetime) -> "Plan":
+    def poll(cls, now: datetime) -> Plan:
         return cls(PassKind.POLL, now)
 
     @classmethod
-    def reconcile(cls, now: datetime, lookback: timedelta) -> "Plan":
+    def reconcile(cls, now: datetime, lookback: timedelta) -> Plan:
         return cls(PassKind.RECONCILE, now, since=now - lookback)
 
     @property
@@ -151,7 +174,9 @@ class Stream:
     def after_commit(self, outputs: Sequence[Output]) -> None:
         """Called with a batch's outputs once they are on the topic (changed or not): the place for side effects such as gauges."""
 
-    async def request(self, path: str, params: dict[str, Any] | None = None, *, method: str = "GET", parse: Any = None) -> Any:
+    async def request(
+        self, path: str, params: dict[str, Any] | None = None, *, method: str = "GET", parse: Any = None
+    ) -> Any:
         return await self.client.request(method, path, stream=self.name, params=params, parse=parse)
 
 
@@ -227,7 +252,9 @@ class StreamRunner:
         metrics.DUPLICATES_SKIPPED.labels(*self.labels)
         for outcome in ("committed", "aborted"):
             metrics.TRANSACTIONS.labels(*self.labels, outcome)
-        self._topics = {spec.name: topic_name(spec, prefix) for spec in (EVENTS, DLQ, CHECKPOINTS, *_META_TOPICS.values())}
+        self._topics = {
+            spec.name: topic_name(spec, prefix) for spec in (EVENTS, DLQ, CHECKPOINTS, *_META_TOPICS.values())
+        }
         self.last_reconcile: float | None = None
         self._after_commit = type(stream).after_commit is not Stream.after_commit
 
@@ -286,7 +313,10 @@ class StreamRunner:
             extra = list(stream.finish_pass(all_outputs, plan, self.change_indexes))
             self._add_outputs(batch, extra, result)
         if last_cursor is not None or plan.kind is PassKind.BACKFILL:
-            batch.cursor, batch.cursor_changed = form.wrap(last_cursor if last_cursor is not None else form.unwrap(self.cursor), done=True), True
+            batch.cursor, batch.cursor_changed = (
+                form.wrap(last_cursor if last_cursor is not None else form.unwrap(self.cursor), done=True),
+                True,
+            )
         if len(batch) or (batch.cursor_changed and batch.cursor != self.cursor):
             await self._commit(batch, result)
         # Nothing left to commit is on the topic already: committed as far as side effects go.
@@ -357,7 +387,11 @@ class StreamRunner:
                 dups.inc()
                 continue
             batch.changes[ck] = digest
-            append(OutRecord(self._topics[spec.name], key.encode(), None if value_dict is None else orjson.dumps(value_dict)))
+            append(
+                OutRecord(
+                    self._topics[spec.name], key.encode(), None if value_dict is None else orjson.dumps(value_dict)
+                )
+            )
             batch.n_meta[spec.name] = batch.n_meta.get(spec.name, 0) + 1
 
     async def _commit(self, batch: _Batch, result: PassResult) -> None:
@@ -426,4 +460,3 @@ def describe(result: PassResult) -> str:
         f"{result.duplicates} already published, {result.meta} metadata, {result.dlq} to DLQ, "
         f"{result.transactions} transactions"
     )
-

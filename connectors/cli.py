@@ -9,11 +9,11 @@ import os
 import signal
 from typing import Any
 
+from mailpulse.config import Config, load_config
 from mailpulse.connectors.base import PassResult
 from mailpulse.connectors.clock import CLOCK_URL_ENV, RemoteClock
 from mailpulse.connectors.redact import install_secrets_filter
 from mailpulse.connectors.runner import SourceRunner, parse_cli_time, run_connect, source_secrets
-from mailpulse.config import Config, load_config
 from mailpulse.errors import ConfigError
 
 __all__ = ["register"]
@@ -32,13 +32,17 @@ def register(subparsers: Any) -> None:
     )
     p.set_defaults(func=_connect)
 
-    b = subparsers.add_parser("backfill", help="re-read one source's history into Kafka, exactly once, with a progress bar")
+    b = subparsers.add_parser(
+        "backfill", help="re-read one source's history into Kafka, exactly once, with a progress bar"
+    )
     b.add_argument("--config", default=None, help="config file (default: $MAILPULSE_CONFIG)")
     b.add_argument("--source", required=True, help="the source's name in the config")
     b.add_argument("--since", required=True, help="start: YYYY-MM-DD or an ISO 8601 timestamp (UTC)")
     b.add_argument("--until", default=None, help="end (default: now)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-    b.add_argument("--clock-url", default=os.environ.get(CLOCK_URL_ENV), help="follow a simulated provider clock (see connect)")
+    b.add_argument(
+        "--clock-url", default=os.environ.get(CLOCK_URL_ENV), help="follow a simulated provider clock (see connect)"
+    )
     b.set_defaults(func=_backfill)
 
 
@@ -111,7 +115,6 @@ def _backfill(args: argparse.Namespace) -> int:
     async def main() -> int:
         from tqdm import tqdm
 
-
         bar = tqdm(desc=f"backfill {source.name}", unit=" records", disable=args.no_progress, dynamic_ncols=True)
         seen: dict[str, int] = {}
 
@@ -123,7 +126,15 @@ def _backfill(args: argparse.Namespace) -> int:
         clock = RemoteClock(args.clock_url) if args.clock_url else None
         if clock is not None:
             await clock.start()
-        runner = SourceRunner(config, source, mode="backfill", since=since, until=until, on_progress=progress, **({"clock": clock} if clock else {}))
+        runner = SourceRunner(
+            config,
+            source,
+            mode="backfill",
+            since=since,
+            until=until,
+            on_progress=progress,
+            **({"clock": clock} if clock else {}),
+        )
         try:
             await runner.start()
             results = await runner.run_once()
@@ -135,8 +146,10 @@ def _backfill(args: argparse.Namespace) -> int:
         if not results:
             print(f"backfill {source.name}: this window was already backfilled (nothing to do)")
         for name, r in results.items():
-            print(f"backfill {source.name}/{name}: {r.records} records read, {r.events} events published, "
-                  f"{r.duplicates} already on the topic, {r.meta} metadata records, {r.dlq} to the DLQ")
+            print(
+                f"backfill {source.name}/{name}: {r.records} records read, {r.events} events published, "
+                f"{r.duplicates} already on the topic, {r.meta} metadata records, {r.dlq} to the DLQ"
+            )
         return 0
 
     return asyncio.run(main())

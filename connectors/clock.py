@@ -48,7 +48,9 @@ class RemoteClock:
         try:
             self._now = await self._fetch()
         except (httpx.HTTPError, KeyError, ValueError) as exc:
-            raise ConnectorError(f"--clock-url {redact_url(self.url)}: cannot read the provider clock ({type(exc).__name__})") from None
+            raise ConnectorError(
+                f"--clock-url {redact_url(self.url)}: cannot read the provider clock ({type(exc).__name__})"
+            ) from None
         self._task = asyncio.create_task(self._refresh())
 
     async def _refresh(self) -> None:
@@ -57,7 +59,9 @@ class RemoteClock:
             try:
                 now = await self._fetch()
             except (httpx.HTTPError, KeyError, ValueError) as exc:
-                log.warning("provider clock %s unreadable (%s); keeping %s", redact_url(self.url), type(exc).__name__, self._now)
+                log.warning(
+                    "provider clock %s unreadable (%s); keeping %s", redact_url(self.url), type(exc).__name__, self._now
+                )
                 continue
             if self._now is None or now > self._now:
                 self._now = now

@@ -10,7 +10,8 @@ republished. Both are rebuilt from Kafka at start (``mailpulse.connectors.state`
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import orjson
 

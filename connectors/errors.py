@@ -1,14 +1,14 @@
 """Connector errors, split by what the caller should do.
 
-    MailpulseError (mailpulse.errors)
-    └── ConnectorError                 carries provider/source/stream context, never a secret
-        ├── FatalAPIError              4xx other than 408/429: the request is wrong, retrying will not help
-        │   └── AuthError              401/403: stops this source (and only it); fix the key and restart
-        ├── RetriableAPIError          connect errors, timeouts, 408, 429, 5xx: retried with backoff
-        │   └── MalformedPage          invalid JSON or wrong shape: retried, then reported; the cursor stays
-        ├── CursorExpired              the provider no longer accepts the stored cursor
-        └── PaginationError            a paginator would repeat a token, or cannot page past a tie run
-    NormalisationError                 one record cannot be normalised: it goes to the DLQ
+MailpulseError (mailpulse.errors)
+└── ConnectorError                 carries provider/source/stream context, never a secret
+    ├── FatalAPIError              4xx other than 408/429: the request is wrong, retrying will not help
+    │   └── AuthError              401/403: stops this source (and only it); fix the key and restart
+    ├── RetriableAPIError          connect errors, timeouts, 408, 429, 5xx: retried with backoff
+    │   └── MalformedPage          invalid JSON or wrong shape: retried, then reported; the cursor stays
+    ├── CursorExpired              the provider no longer accepts the stored cursor
+    └── PaginationError            a paginator would repeat a token, or cannot page past a tie run
+NormalisationError                 one record cannot be normalised: it goes to the DLQ
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class ConnectorError(MailpulseError):
         who = f" ({self.provider})" if self.provider else ""
         return f"{where}{who}: {self.message}" if where else self.message
 
-    def with_context(self, *, provider: str, source: str, stream: str) -> "ConnectorError":
+    def with_context(self, *, provider: str, source: str, stream: str) -> ConnectorError:
         self.provider = self.provider or provider
         self.source = self.source or source
         self.stream = self.stream or stream

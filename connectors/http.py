@@ -13,10 +13,10 @@ import asyncio
 import email.utils
 import logging
 import random
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Mapping
-
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -62,8 +62,8 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 @dataclass
@@ -96,14 +96,16 @@ class ApiClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def __aenter__(self) -> "ApiClient":
+    async def __aenter__(self) -> ApiClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     def _error(self, cls: type[ConnectorError], message: str, stream: str, status: int | None = None) -> ConnectorError:
-        return cls(redact_text(message, self.secrets), provider=self.provider, source=self.source, stream=stream, status=status)
+        return cls(
+            redact_text(message, self.secrets), provider=self.provider, source=self.source, stream=stream, status=status
+        )
 
     async def request(
         self,
@@ -148,8 +150,14 @@ class ApiClient:
                         return parse(body) if parse is not None else body
                     except (orjson.JSONDecodeError, MalformedPage, ValueError, TypeError, KeyError) as exc:
                         reason = "malformed"
-                        detail = exc.message if isinstance(exc, ConnectorError) else f"{type(exc).__name__}: {str(exc)[:120]}"
-                        error = self._error(MalformedPage, f"{shown} -> {status}: malformed page ({detail})", stream, status)
+                        detail = (
+                            exc.message
+                            if isinstance(exc, ConnectorError)
+                            else f"{type(exc).__name__}: {str(exc)[:120]}"
+                        )
+                        error = self._error(
+                            MalformedPage, f"{shown} -> {status}: malformed page ({detail})", stream, status
+                        )
                 elif status in (401, 403) and authenticated:
                     metrics.AUTH_FAILURES.labels(self.provider, self.source).inc()
                     raise self._error(
@@ -177,7 +185,7 @@ class ApiClient:
 
 def _has_request(exc: httpx.TransportError) -> bool:
     try:
-        exc.request
+        _ = exc.request  # httpx raises RuntimeError when no request was attached
     except RuntimeError:
         return False
     return True

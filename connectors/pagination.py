@@ -18,8 +18,9 @@ page holds one single instant, which no cursor value can page past:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable, Generic, Mapping, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 from mailpulse.connectors.errors import PaginationError
 
@@ -195,7 +196,7 @@ async def read_tie_run(
         rows = await fetch(query)
         # A row whose timestamp cannot be read is kept (it goes to the DLQ) but proves nothing about the run.
         stamps = [ts_of(r) for r in rows]
-        at = [r for r, t in zip(rows, stamps) if t is None or t == instant]
+        at = [r for r, t in zip(rows, stamps, strict=True) if t is None or t == instant]
         if len(rows) < limit or any(t is not None and t != instant for t in stamps):
             return at
         if depth >= len(splits):

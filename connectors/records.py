@@ -6,9 +6,10 @@ and ``topics/schemas/calendar-event.v1.json``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from mailpulse.topics.events import format_timestamp
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = ["MASK", "redact_url", "redact_text", "SecretsFilter", "install_secrets_filter"]
@@ -46,9 +46,7 @@ def redact_url(url: object) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, MASK if k.lower() in _SENSITIVE_PARAMS else v) for k, v in pairs], safe="*:;,"
-        )
+        query = urlencode([(k, MASK if k.lower() in _SENSITIVE_PARAMS else v) for k, v in pairs], safe="*:;,")
     netloc = parts.netloc.rpartition("@")[2]
     return _EMAIL.sub("<email>", urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 from aiokafka.errors import KafkaError, ProducerFenced
 
+from mailpulse.config import Config
 from mailpulse.connectors import metrics
 from mailpulse.connectors.base import Clock, PassResult, Plan, Stream, StreamRunner, describe, utcnow
 from mailpulse.connectors.cursors import BackfillCursor, CursorForm, LiveCursor, PassKind
@@ -25,7 +27,6 @@ from mailpulse.connectors.http import ApiClient, RetryPolicy
 from mailpulse.connectors.providers import PROVIDERS
 from mailpulse.connectors.publisher import Publisher, transactional_id
 from mailpulse.connectors.state import load_change_index, load_dlq_digests, load_event_index, read_checkpoints
-from mailpulse.config import Config
 from mailpulse.sources import source_secrets
 from mailpulse.topics.events import parse_timestamp
 
@@ -34,7 +35,9 @@ __all__ = ["SourceRunner", "make_client", "source_secrets", "run_connect"]
 log = logging.getLogger(__name__)
 
 
-def make_client(source: Any, *, retry: RetryPolicy | None = None, transport: httpx.AsyncBaseTransport | None = None) -> ApiClient:
+def make_client(
+    source: Any, *, retry: RetryPolicy | None = None, transport: httpx.AsyncBaseTransport | None = None
+) -> ApiClient:
     credentials = PROVIDERS[source.provider].auth.credentials(source)
     return ApiClient(
         provider=source.provider,
@@ -173,7 +176,9 @@ class SourceRunner:
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Poll every stream until ``stop`` is set; an auth error stops this source (and only it)."""
-        tasks = [asyncio.create_task(self._loop(r, stop), name=f"{self.source.name}/{r.stream.name}") for r in self.runners]
+        tasks = [
+            asyncio.create_task(self._loop(r, stop), name=f"{self.source.name}/{r.stream.name}") for r in self.runners
+        ]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
@@ -218,7 +223,7 @@ class SourceRunner:
                 return
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def close(self) -> None:
@@ -228,7 +233,12 @@ class SourceRunner:
 
 
 async def run_connect(
-    config: Config, stop: asyncio.Event, *, clock: Clock = utcnow, names: list[str] | None = None, retry: RetryPolicy | None = None
+    config: Config,
+    stop: asyncio.Event,
+    *,
+    clock: Clock = utcnow,
+    names: list[str] | None = None,
+    retry: RetryPolicy | None = None,
 ) -> int:
     """Run every configured source until ``stop``; 0 if all ran to the end, 1 if any source stopped on an error."""
     sources = [s for s in config.sources if names is None or s.name in names]

@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from mailpulse.kafkaclient import KafkaTarget, kafka_client_settings, start_client
 from mailpulse.connectors.dedupe import ChangeIndex, EventIndex, content_digest
+from mailpulse.kafkaclient import KafkaTarget, kafka_client_settings, start_client
 from mailpulse.topics.contracts import CHECKPOINTS, DLQ, EVENTS, TopicSpec, topic_name
 from mailpulse.topics.events import parse_timestamp
 
-__all__ = ["partitions_of", "scan_topic", "read_checkpoints", "load_event_index", "load_change_index", "load_dlq_digests"]
+__all__ = [
+    "partitions_of",
+    "scan_topic",
+    "read_checkpoints",
+    "load_event_index",
+    "load_change_index",
+    "load_dlq_digests",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,7 @@ RecordCallback = Callable[[bytes | None, bytes | None], None]
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     """The topic's partitions, from a fresh metadata request (an unsubscribed consumer has none cached)."""
     from mailpulse.streams.faust_internals import fetch_cluster_metadata  # the one door to Kafka internals
+
     cluster = await fetch_cluster_metadata(consumer)
     return set(cluster.partitions_for_topic(topic) or ())
 
@@ -61,7 +70,9 @@ async def scan_topic(
     # moment after commit returns, and another producer's open transaction holds the LSO back;
     # reading "to the LSO" would then miss committed records. Read until every record written
     # before the scan began is decided (committed and passed on, or aborted and skipped).
-    watermark = AIOKafkaConsumer(**kafka_client_settings(kafka), enable_auto_commit=False, isolation_level="read_uncommitted")
+    watermark = AIOKafkaConsumer(
+        **kafka_client_settings(kafka), enable_auto_commit=False, isolation_level="read_uncommitted"
+    )
     await start_client(consumer, kafka)
     try:
         await start_client(watermark, kafka)

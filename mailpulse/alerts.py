@@ -55,7 +55,9 @@ class _Scope:
 
 
 _SCOPES = {
-    "source": _Scope("source", "mailpulse_source_window_messages", ("provider", "source"), "source {{ $labels.source }}"),
+    "source": _Scope(
+        "source", "mailpulse_source_window_messages", ("provider", "source"), "source {{ $labels.source }}"
+    ),
     "mailbox_provider": _Scope(
         "mailbox_provider",
         "mailpulse_mailbox_window_messages",
@@ -86,19 +88,32 @@ class _Rate:
 
 DELIVERABILITY_ALERTS = (
     _Rate(
-        "MailpulseComplaintRateHigh", "complaint", "complained", "delivered", ("warning", "critical"),
+        "MailpulseComplaintRateHigh",
+        "complaint",
+        "complained",
+        "delivered",
+        ("warning", "critical"),
         ("source", "mailbox_provider"),
         "Recipients mark these messages as spam. Gmail and Yahoo require bulk senders to stay under 0.1% "
         "and start rejecting mail at 0.3%; Amazon SES reviews an account at 0.1%.",
     ),
     _Rate(
-        "MailpulseBounceRateHigh", "bounce", "bounced", "sent", ("warning", "critical"),
+        "MailpulseBounceRateHigh",
+        "bounce",
+        "bounced",
+        "sent",
+        ("warning", "critical"),
         ("source", "mailbox_provider", "campaign"),
         "Messages are bouncing. Amazon SES reviews an account at 5% bounces; a spike at one mailbox provider "
         "is usually a block or a reputation problem there, a spike in one campaign a bad list.",
     ),
     _Rate(
-        "MailpulseDeferralRateHigh", "deferral", "deferred", "sent", ("warning",), ("source", "mailbox_provider"),
+        "MailpulseDeferralRateHigh",
+        "deferral",
+        "deferred",
+        "sent",
+        ("warning",),
+        ("source", "mailbox_provider"),
         "Receiving servers are delaying messages (4xx answers): throttling or a reputation warning that often "
         "comes before bounces.",
     ),
@@ -153,43 +168,63 @@ def _deliverability_rules(s: AlertSettings) -> list[dict[str, Any]]:
 _PIPELINE: dict[str, list[tuple[str, str, str | None, str, str, str]]] = {
     "mailpulse-connectors": [
         (
-            "MailpulseSourceStopped", "mailpulse_connector_source_up == 0", "2m", "critical",
+            "MailpulseSourceStopped",
+            "mailpulse_connector_source_up == 0",
+            "2m",
+            "critical",
             "mailpulse source {{ $labels.source }} ({{ $labels.provider }}) has stopped polling",
             "A fatal error (usually 401/403: a revoked or wrong API key) stopped the source. Check the connector's "
             "log for the source, fix its key in the config's environment, and restart `mailpulse connect`. "
             "The other sources keep running.",
         ),
         (
-            "MailpulseStreamStopped", "mailpulse_connector_stream_up == 0", "5m", "critical",
+            "MailpulseStreamStopped",
+            "mailpulse_connector_stream_up == 0",
+            "5m",
+            "critical",
             "mailpulse stream {{ $labels.source }}/{{ $labels.stream }} has stopped",
             "The stream stopped rather than skip data (an unpageable run of equal timestamps, a fenced producer, "
             "an auth error). The connector log names the cause.",
         ),
         (
-            "MailpulseAuthFailures", "increase(mailpulse_connector_auth_failures_total[10m]) > 0", None, "critical",
+            "MailpulseAuthFailures",
+            "increase(mailpulse_connector_auth_failures_total[10m]) > 0",
+            None,
+            "critical",
             "{{ $labels.provider }} rejected the credentials of source {{ $labels.source }}",
             "401/403 from the provider. Rotate or fix the secret; the source stays stopped until restart.",
         ),
         (
-            "MailpulsePollerStale", "time() - mailpulse_connector_last_success_timestamp_seconds > 1800", "5m", "warning",
+            "MailpulsePollerStale",
+            "time() - mailpulse_connector_last_success_timestamp_seconds > 1800",
+            "5m",
+            "warning",
             "no completed poll of {{ $labels.source }}/{{ $labels.stream }} for 30 minutes",
             "Passes keep failing or hang (provider outage, 429 storms, Kafka unavailable). See "
             "mailpulse_connector_requests_total by status and the connector log.",
         ),
         (
-            "MailpulseCursorLagHigh", "mailpulse_connector_cursor_lag_seconds > 3 * 3600", "15m", "warning",
+            "MailpulseCursorLagHigh",
+            "mailpulse_connector_cursor_lag_seconds > 3 * 3600",
+            "15m",
+            "warning",
             "{{ $labels.source }}/{{ $labels.stream }} is {{ $value | humanizeDuration }} behind the provider",
             "The committed cursor trails the provider's clock: the poller cannot keep up or keeps failing mid-pass.",
         ),
         (
-            "MailpulseDeadLetters", "increase(mailpulse_connector_dlq_records_total[30m]) > 0", None, "warning",
+            "MailpulseDeadLetters",
+            "increase(mailpulse_connector_dlq_records_total[30m]) > 0",
+            None,
+            "warning",
             "{{ $value }} records of {{ $labels.source }} went to the dead-letter topic in 30 minutes",
             "Records that could not be normalised are in mailpulse.dlq.v1 with the reason and the raw payload. "
             "Nothing is lost; inspect them and fix the normalisation or the provider data.",
         ),
         (
             "MailpulseTransactionsAborting",
-            'increase(mailpulse_connector_transactions_total{outcome="aborted"}[15m]) > 2', None, "warning",
+            'increase(mailpulse_connector_transactions_total{outcome="aborted"}[15m]) > 2',
+            None,
+            "warning",
             "Kafka transactions of {{ $labels.source }}/{{ $labels.stream }} keep aborting",
             "Batches are not committing (Kafka errors, a fenced second copy of the poller). Nothing is duplicated, "
             "but nothing advances either.",
@@ -198,21 +233,26 @@ _PIPELINE: dict[str, list[tuple[str, str, str | None, str, str, str]]] = {
             "MailpulseProviderRetriesHigh",
             "sum by (provider, source) (rate(mailpulse_connector_retries_total[10m]))\n"
             "  / sum by (provider, source) (rate(mailpulse_connector_requests_total[10m])) > 0.25\n",
-            "15m", "warning",
+            "15m",
+            "warning",
             "over 25% of {{ $labels.source }}'s requests to {{ $labels.provider }} are retried",
             "Rate limits (429) or provider errors (5xx). Consider a longer poll_interval.",
         ),
     ],
     "mailpulse-streams": [
         (
-            "MailpulseWorkerNotReady", "mailpulse_stream_ready == 0", "10m", "critical",
+            "MailpulseWorkerNotReady",
+            "mailpulse_stream_ready == 0",
+            "10m",
+            "critical",
             "mailpulse worker {{ $labels.instance }} has not been ready for 10 minutes",
             "Table recovery or a rebalance is not finishing; the API answers 503. Check the worker log and the "
             "changelog topics.",
         ),
         (
             "MailpulseWorkerPartitionStalled",
-            "mailpulse_stream_lag_records > 1000 and changes(mailpulse_stream_read_offset[15m]) == 0", "5m",
+            "mailpulse_stream_lag_records > 1000 and changes(mailpulse_stream_read_offset[15m]) == 0",
+            "5m",
             "critical",
             "worker {{ $labels.instance }} reads nothing from events partition {{ $labels.partition }} "
             "({{ $value }} records behind)",
@@ -220,15 +260,19 @@ _PIPELINE: dict[str, list[tuple[str, str, str | None, str, str, str]]] = {
             "Send SIGUSR1 to the worker to log its tasks, then restart it; its partitions move to the other workers.",
         ),
         (
-            "MailpulseWorkerInvalidEvents", 'increase(mailpulse_stream_events_total{result="invalid"}[30m]) > 0', None,
+            "MailpulseWorkerInvalidEvents",
+            'increase(mailpulse_stream_events_total{result="invalid"}[30m]) > 0',
+            None,
             "warning",
             "the worker read {{ $value }} events it could not decode",
             "Events that break the schema of mailpulse.events.v1 were sent to the dead-letter topic instead of "
             "being counted.",
         ),
         (
-            "MailpulseApiErrors", 'sum by (instance) (rate(mailpulse_api_requests_total{status=~"5.."}[5m])) > 0.1',
-            "10m", "warning",
+            "MailpulseApiErrors",
+            'sum by (instance) (rate(mailpulse_api_requests_total{status=~"5.."}[5m])) > 0.1',
+            "10m",
+            "warning",
             "the query API of {{ $labels.instance }} answers 5xx",
             "503 while recovering is expected for a few minutes after a restart; lasting 5xx is not.",
         ),
@@ -288,7 +332,9 @@ def rules_yaml(settings: AlertSettings | None = None) -> str:
 def register(subparsers: Any) -> None:
     alerts = subparsers.add_parser("alerts", help="Prometheus alert rules")
     sub = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
-    rules = sub.add_parser("rules", help="print the alert rules (thresholds: the config's alerts: section, or defaults)")
+    rules = sub.add_parser(
+        "rules", help="print the alert rules (thresholds: the config's alerts: section, or defaults)"
+    )
     rules.add_argument("--config", help="config file whose alerts: section sets the thresholds (default: built-in)")
     rules.set_defaults(func=_print_rules)
 

@@ -49,6 +49,7 @@ __all__ = [
 CONFIG_ENV = "MAILPULSE_CONFIG"
 BOOTSTRAP_ENV = "MAILPULSE_KAFKA_BOOTSTRAP"
 
+
 class WorkerConfig(_Model):
     web_port: int = Field(default=6066, ge=1, le=65535)
     #: Host the query API binds to.
@@ -87,7 +88,9 @@ class WorkerConfig(_Model):
                 raise ValueError(f"group {name!r}: use 1-32 lower-case letters, digits, '_' or '-' (not other/unknown)")
             for d in domains:
                 if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)*(\.\*)?", d.strip().lower()):
-                    raise ValueError(f"group {name!r}: {d!r} is not a domain (gmail.com) or a label.* pattern (outlook.*)")
+                    raise ValueError(
+                        f"group {name!r}: {d!r} is not a domain (gmail.com) or a label.* pattern (outlook.*)"
+                    )
         return groups
 
 
@@ -102,7 +105,7 @@ class ConnectConfig(_Model):
 
 #: One model per provider module, told apart by its ``provider`` key.
 SourceConfig = Annotated[
-    Union[tuple(p.config for p in PROVIDERS.values())],  # type: ignore[valid-type]
+    Union[tuple(p.config for p in PROVIDERS.values())],  # type: ignore[valid-type]  # noqa: UP007 (built at run time)
     Field(discriminator="provider"),
 ]
 
@@ -349,9 +352,7 @@ def load_config(
         del data["sources"]  # "sources:" with nothing under it: no sources
     try:
         _check_refs(data, "")
-        data = {
-            k: _interpolate(v, str(k), env, lazy=k in _SECTIONS and k not in used) for k, v in data.items()
-        }
+        data = {k: _interpolate(v, str(k), env, lazy=k in _SECTIONS and k not in used) for k, v in data.items()}
         _check_urls(data, "")
     except _KeyProblem as p:
         raise ConfigError(f"{file}: {p.key}: {p.problem}") from None
@@ -366,9 +367,12 @@ def load_config(
         errors = exc.errors(include_url=False, include_input=False)
         # An unused section may fail only because a reference there is left unresolved: not this command's business.
         unused = [
-            e for e in errors
-            if e["loc"] and e["loc"][0] not in used
-            and isinstance(v := _value_at(e["loc"], data), str) and _ENV_REF.search(v)
+            e
+            for e in errors
+            if e["loc"]
+            and e["loc"][0] not in used
+            and isinstance(v := _value_at(e["loc"], data), str)
+            and _ENV_REF.search(v)
         ]
         if unused and len(unused) == len(errors):
             config = Config.model_validate({k: v for k, v in data.items() if k in used or k not in _SECTIONS})

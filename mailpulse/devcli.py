@@ -1,7 +1,7 @@
 """``mailpulse dev ...``: the local development loop.
 
-    mailpulse dev kafka start|stop|status   a real local Kafka broker, no Docker
-    mailpulse dev up                         Kafka, topics, simulators, pollers and the worker
+mailpulse dev kafka start|stop|status   a real local Kafka broker, no Docker
+mailpulse dev up                         Kafka, topics, simulators, pollers and the worker
 """
 
 from __future__ import annotations
@@ -126,7 +126,23 @@ def _up(args: argparse.Namespace) -> int:
     mailpulse = [sys.executable, "-m", "mailpulse.cli", "--log-level", level]
     parts: list[tuple[str, list[str]]] = []
     if "simulate" in commands and not args.no_simulate:
-        parts.append(("simulate", [*mailpulse, "simulate", "--size", str(args.size), "--port-base", "8701", "--start", "now", "--clock-speed", "1"]))
+        parts.append(
+            (
+                "simulate",
+                [
+                    *mailpulse,
+                    "simulate",
+                    "--size",
+                    str(args.size),
+                    "--port-base",
+                    "8701",
+                    "--start",
+                    "now",
+                    "--clock-speed",
+                    "1",
+                ],
+            )
+        )
     if "connect" in commands:
         connect = [*mailpulse, "connect", "--config", args.config]
         if "simulate" in [p[0] for p in parts]:
@@ -154,7 +170,7 @@ def _up(args: argparse.Namespace) -> int:
         _print_banner(config, bootstrap, [p[0] for p in parts], prometheus)
         next_status = time.monotonic() + 10
         while True:
-            for (name, _), proc in zip(parts, procs):
+            for (name, _), proc in zip(parts, procs, strict=True):
                 if proc.poll() is not None:
                     print(f"{name} exited with code {proc.returncode}; stopping", file=sys.stderr)
                     return 1
@@ -212,7 +228,9 @@ def _status_line(config, parts: list[str]) -> str:  # type: ignore[no-untyped-de
         metrics = _scrape(f"http://127.0.0.1:{config.connect.metrics_port}/metrics")
         published = _sum_metric(metrics, "mailpulse_connector_events_published_total")
         dlq = _sum_metric(metrics, "mailpulse_connector_dlq_records_total")
-        out.append(f"events published {published if published is not None else '?'}, dead letters {dlq if dlq is not None else '?'};")
+        out.append(
+            f"events published {published if published is not None else '?'}, dead letters {dlq if dlq is not None else '?'};"
+        )
     if "worker" in parts:
         base = f"http://127.0.0.1:{config.worker.web_port}"
         ready = _get(f"{base}/readyz")

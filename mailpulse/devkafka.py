@@ -120,7 +120,7 @@ class SaslSslListener:
         for name, password in self.users:
             # StorageTool's --add-scram syntax: 'SCRAM-SHA-512=[name=alice,password=...]'
             if not name or not password or any(c in name + password for c in ',[]="'):
-                raise ValueError("SCRAM user names and passwords must be non-empty and free of , [ ] = and \"")
+                raise ValueError('SCRAM user names and passwords must be non-empty and free of , [ ] = and "')
 
     @property
     def bootstrap(self) -> str:
@@ -323,8 +323,12 @@ class LocalKafka:
                 line += ",SASL_SSL:SASL_SSL"
             lines.append(line)
         mechanism = listener.mechanism
-        return "\n".join(lines) + "\n" + _SASL_SSL_PROPERTIES.format(
-            keystore=listener.keystore, mechanism=mechanism, mechanism_lower=mechanism.lower()
+        return (
+            "\n".join(lines)
+            + "\n"
+            + _SASL_SSL_PROPERTIES.format(
+                keystore=listener.keystore, mechanism=mechanism, mechanism_lower=mechanism.lower()
+            )
         )
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], timeout_s: float) -> None:

@@ -18,13 +18,13 @@ protocol, mechanism and user; never the password).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
-import logging
 import socket
 import ssl
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from aiokafka.errors import (
     AuthenticationFailedError,
@@ -34,7 +34,6 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     UnsupportedSaslMechanismError,
 )
-
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from mailpulse.errors import ConfigError, MailpulseError
@@ -54,6 +53,7 @@ __all__ = [
 # aiokafka logs "Loading SSL CA from ..." at INFO for every client it builds a context for.
 logging.getLogger("aiokafka.helpers").setLevel(logging.WARNING)
 
+
 class KafkaConfig(_Model):
     """The ``kafka:`` section of the config (here, beside the one function that turns it into client settings)."""
 
@@ -66,7 +66,9 @@ class KafkaConfig(_Model):
     #: How every client (pollers, topics create, worker) connects; see docs/kafka-security.md.
     #: Fields are validated in this order, so each check sees the ones above it.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(default=None, validate_default=True)
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, validate_default=True
+    )
     sasl_username: str | None = Field(default=None, validate_default=True)
     #: Normally ``${VAR}``; masked everywhere.
     sasl_password: SecretStr | None = Field(default=None, validate_default=True)
@@ -170,7 +172,7 @@ def _ssl_reason(exc: BaseException) -> str:
 
 
 #: A ``kafka:`` config, or a bare bootstrap string (PLAINTEXT: dev brokers and tests).
-KafkaTarget = Union[KafkaConfig, str]
+KafkaTarget = KafkaConfig | str
 
 
 _BOOTSTRAP_ENV = "MAILPULSE_KAFKA_BOOTSTRAP"  # mailpulse.config.BOOTSTRAP_ENV (config imports this module)
@@ -320,12 +322,16 @@ def describe_access_failure(kafka: KafkaConfig, exc: BaseException) -> str:
             "and does it ask for a client certificate (kafka.ssl_certfile, kafka.ssl_keyfile)?"
         )
     if isinstance(exc, asyncio.TimeoutError):
-        return f"{where} did not answer in time: is security_protocol the one of that listener, and is the host reachable?"
+        return (
+            f"{where} did not answer in time: is security_protocol the one of that listener, and is the host reachable?"
+        )
     if isinstance(exc, ConnectionRefusedError):
         return f"cannot reach {where}: connection refused (is the broker running? check kafka.bootstrap_servers or {_BOOTSTRAP_ENV})"
     if isinstance(exc, socket.gaierror):
         return f"cannot reach {where}: cannot resolve the host name ({_one_line(exc.strerror or exc)})"
-    if isinstance(exc, OSError) and not isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+    if isinstance(exc, OSError) and not isinstance(
+        exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+    ):
         return f"cannot reach {where}: {_one_line(exc.strerror or exc) or type(exc).__name__}"
     if isinstance(exc, (OSError, KafkaConnectionError, asyncio.IncompleteReadError)):
         # A TLS client at a plain listener, or a plain client at a TLS one: the peer hangs up.
@@ -368,12 +374,12 @@ async def check_kafka(target: KafkaTarget, timeout_s: float = 20.0) -> None:
             conn = await asyncio.wait_for(
                 create_conn(host, port, request_timeout_ms=int(timeout_s * 1000), **settings), timeout_s + 1
             )
-        except (OSError, KafkaError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+        except (TimeoutError, OSError, KafkaError, asyncio.IncompleteReadError, ValueError) as exc:
             failures.append(exc)
             continue
         try:
             await asyncio.wait_for(conn.send(MetadataRequest([])), timeout_s)
-        except (KafkaError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, KafkaError, OSError):
             failures.append(_ClosedOnFirstRequest())
             continue
         finally:

@@ -29,7 +29,7 @@ import re
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["KafkaOutageFilter", "install_outage_filter", "LOGGERS"]
 
@@ -40,9 +40,16 @@ _TROUBLE = re.compile(
     r"KafkaError|not available"
 )
 _TROUBLE_EXC = (
-    "KafkaConnectionError", "NodeNotReadyError", "RequestTimedOutError", "KafkaTimeoutError",
-    "GroupCoordinatorNotAvailableError", "CoordinatorNotAvailableError", "ConnectionError",
-    "ConnectionRefusedError", "OSError", "TimeoutError",
+    "KafkaConnectionError",
+    "NodeNotReadyError",
+    "RequestTimedOutError",
+    "KafkaTimeoutError",
+    "GroupCoordinatorNotAvailableError",
+    "CoordinatorNotAvailableError",
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "OSError",
+    "TimeoutError",
 )
 _DECIDED = "_mailpulse_outage_decision"
 log = logging.getLogger("mailpulse.kafka")

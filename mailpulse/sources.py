@@ -62,7 +62,9 @@ class SourceBase(Model):
     @classmethod
     def _name(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
-            raise ValueError(f"{value!r} may hold only letters, digits, '.', '_' and '-' (it becomes part of every key)")
+            raise ValueError(
+                f"{value!r} may hold only letters, digits, '.', '_' and '-' (it becomes part of every key)"
+            )
         return value
 
     @field_validator("base_url")

@@ -18,7 +18,7 @@ import gc
 import logging
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -33,11 +33,11 @@ from mailpulse.streams.aggregates import (
     merge_partial,
 )
 from mailpulse.streams.app import Streams
-from mailpulse.streams.rollups import Rollup, campaign_group, contact_group
+from mailpulse.streams.decode import decode_record
 from mailpulse.streams.faust_internals import bulk_agent
 from mailpulse.streams.query import campaign_answer, contact_answer
-from mailpulse.streams.decode import decode_record
 from mailpulse.streams.reducers import Fact, MessageState, decode_state, encode_state, merge_facts
+from mailpulse.streams.rollups import Rollup, campaign_group, contact_group
 from mailpulse.streams.tables import BatchedSender, partition_of
 from mailpulse.topics.events import SchemaError
 from mailpulse.topics.records import DeadLetter, encode_record
@@ -66,7 +66,7 @@ def _dead_letter(key: bytes | None, value: bytes | None, reason: str) -> tuple[b
         stream="streams.events",
         reason=reason,
         raw=raw,
-        observed_at=datetime.now(timezone.utc),
+        observed_at=datetime.now(UTC),
     )
     return source.encode(), encode_record(letter)
 
@@ -260,7 +260,9 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
                 grouped[msg.partition][key.encode()].append(("partial", partial))
                 consumed += 1
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("skipping malformed %s record at %s[%s]@%s: %s", kind, msg.topic, msg.partition, msg.offset, exc)
+            log.warning(
+                "skipping malformed %s record at %s[%s]@%s: %s", kind, msg.topic, msg.partition, msg.offset, exc
+            )
     stale = 0
     for partition, keys in grouped.items():
         writes: list[tuple[bytes, bytes]] = []

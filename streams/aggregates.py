@@ -22,7 +22,8 @@ converted in one place (the "Wire format" section at the end).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, Iterator, Mapping, TypedDict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypedDict
 
 import orjson
 
@@ -352,9 +353,9 @@ class PartitionView:
         batch, self._sweep = self._sweep[-CONTACT_SWEEP:], self._sweep[:-CONTACT_SWEEP]
         contacts = self.contacts
         for key in batch:
-            agg = contacts.get(key)
-            if agg is not None:
-                agg.expire(horizon)
+            contact = contacts.get(key)
+            if contact is not None:
+                contact.expire(horizon)
 
     def take_dirty(self) -> tuple[list[tuple[str, Partial]], list[tuple[str, Partial]]]:
         """Partials of every aggregate changed since the last call; forgets empty aggregates."""
@@ -403,7 +404,17 @@ def merge_partial(value: Stage2Value | None, partial: Partial) -> Stage2Value | 
 class Combined:
     """The sum of a key's partials (what the API answers)."""
 
-    __slots__ = ("provider", "messages", "counts", "first_at", "last_at", "last_opened_at", "last_clicked_at", "status_at", "hourly")
+    __slots__ = (
+        "provider",
+        "messages",
+        "counts",
+        "first_at",
+        "last_at",
+        "last_opened_at",
+        "last_clicked_at",
+        "status_at",
+        "hourly",
+    )
 
     def __init__(self) -> None:
         self.provider: str | None = None
@@ -420,7 +431,7 @@ class Combined:
     def status(self) -> str:
         """The latest status that applies; on a tie the more severe one."""
         best, best_t = "active", None
-        for name, t in zip(STATUSES, self.status_at):
+        for name, t in zip(STATUSES, self.status_at, strict=True):
             if t is not None and (best_t is None or t >= best_t):
                 best, best_t = name, t
         return best
@@ -499,7 +510,7 @@ def _to_wire(partial: Partial) -> dict[str, Any]:
 
 def _from_wire(wire: Any) -> Partial:
     if type(wire) is not dict:
-        return wire  # type: ignore[no-any-return]  # malformed: merge_partial rejects it (and the record's other partials still count)
+        return wire  # malformed: merge_partial rejects it (and the record's other partials still count)
     return {_FROM_WIRE.get(k, k): v for k, v in wire.items()}  # type: ignore[return-value]
 
 
@@ -530,4 +541,4 @@ def decode_value(raw: bytes | None) -> Stage2Value | None:
     partials = value.get("partials")
     if partials:
         value["partials"] = {p: _from_wire(wire) for p, wire in partials.items()}
-    return value  # type: ignore[no-any-return]
+    return value

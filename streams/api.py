@@ -11,11 +11,11 @@ Errors are JSON: ``{"error": {"status", "message", "parameter"?}}``.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import logging
 import time
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import aiohttp
 import orjson
@@ -28,8 +28,6 @@ from mailpulse.streams.app import Streams
 from mailpulse.streams.faust_internals import partition_owner_urls
 from mailpulse.streams.metrics import CONTENT_TYPE_LATEST
 from mailpulse.streams.params import check_request
-from mailpulse.streams.rollups import windows_of
-from mailpulse.streams.statemetrics import mailbox_totals
 from mailpulse.streams.query import (
     QueryError,
     campaign_answer,
@@ -44,6 +42,8 @@ from mailpulse.streams.query import (
     parse_order,
     parse_source,
 )
+from mailpulse.streams.rollups import windows_of
+from mailpulse.streams.statemetrics import mailbox_totals
 from mailpulse.streams.tables import partition_of
 
 __all__ = ["install_api"]
@@ -97,16 +97,14 @@ def install_api(s: Streams) -> None:
             ) as resp:
                 body = await resp.read()
                 return view.bytes(body, content_type=resp.content_type, status=resp.status)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             return _error(view, 503, f"the worker owning this key ({dest}) did not answer: {type(exc).__name__}")
 
     def is_self(dest: URL) -> bool:
         me = URL(str(app.conf.canonical_url))
         return (dest.host, dest.port) == (me.host, me.port)
 
-    async def keyed(
-        view: Any, request: Any, table: str, key: str, local: Callable[[int, bytes], Any]
-    ) -> Any:
+    async def keyed(view: Any, request: Any, table: str, key: str, local: Callable[[int, bytes], Any]) -> Any:
         kb = key.encode()
         partition = partition_of(kb)
         # Faust's router asks the producer's metadata for the partition, which it
@@ -158,7 +156,9 @@ def install_api(s: Streams) -> None:
 
                 return await keyed(self, request, table, key, local)
 
-    keyed_page("/v1/campaigns/{key}", name="CampaignView", endpoint="campaign", table="campaigns", answer=campaign_answer)
+    keyed_page(
+        "/v1/campaigns/{key}", name="CampaignView", endpoint="campaign", table="campaigns", answer=campaign_answer
+    )
     keyed_page(
         "/v1/campaigns/{key}/hourly",
         name="HourlyView",
@@ -197,7 +197,7 @@ def install_api(s: Streams) -> None:
                     if resp.status != 200:
                         return _error(view, 503, f"worker {u} answered {resp.status}")
                     lists.append((await resp.json())["items"])
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 return _error(view, 503, f"worker {u} did not answer: {type(exc).__name__}")
         return lists
 

@@ -86,7 +86,11 @@ class Streams:
 
     @property
     def tables(self) -> dict[str, Any]:
-        return {"messages": self.messages.table, "campaigns": self.campaign_table.table, "contacts": self.contact_table.table}
+        return {
+            "messages": self.messages.table,
+            "campaigns": self.campaign_table.table,
+            "contacts": self.contact_table.table,
+        }
 
     @property
     def ready(self) -> bool:
@@ -223,8 +227,14 @@ async def ensure_internal_topics(streams: Streams, timeout_s: float = 30.0) -> l
     config = streams.config
     rf = config.kafka.replication_factor or 1
     wanted = {
-        streams.campaign_partials.get_topic_name(): {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)},
-        streams.contact_partials.get_topic_name(): {"cleanup.policy": "delete", "retention.ms": str(7 * 24 * 3600 * 1000)},
+        streams.campaign_partials.get_topic_name(): {
+            "cleanup.policy": "delete",
+            "retention.ms": str(7 * 24 * 3600 * 1000),
+        },
+        streams.contact_partials.get_topic_name(): {
+            "cleanup.policy": "delete",
+            "retention.ms": str(7 * 24 * 3600 * 1000),
+        },
     }
     for table in streams.tables.values():
         wanted[table.changelog_topic_name] = {"cleanup.policy": "compact"}

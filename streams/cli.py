@@ -19,11 +19,11 @@ _LEVELS = {"crit": "CRITICAL", "error": "ERROR", "warn": "WARNING", "info": "INF
 
 def build_worker(config: Config) -> Any:
     """The app with its agents and API installed (a ``mailpulse.streams.app.Streams``)."""
+    from mailpulse.streams import http_errors
     from mailpulse.streams.agents import install_agents
     from mailpulse.streams.api import install_api
     from mailpulse.streams.app import create_app
     from mailpulse.streams.progress import install_progress
-    from mailpulse.streams import http_errors
 
     http_errors.install()
 
@@ -67,9 +67,7 @@ def run_worker(config: Config) -> int:
         loop=loop,
         override_logging=False,
     )
-    logging.getLogger(__name__).info(
-        "worker %s: API on %s", streams.app.conf.id, streams.app.conf.canonical_url
-    )
+    logging.getLogger(__name__).info("worker %s: API on %s", streams.app.conf.id, streams.app.conf.canonical_url)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -14,12 +14,18 @@ dead-letter reason). ``tests/streams/test_decode.py`` holds the two equal.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
 from mailpulse.streams.reducers import Fact, fact_of
-from mailpulse.topics.events import ATTR_CLICKS_COUNTER, ATTR_OPENS_COUNTER, ATTR_REPORTS_DELIVERY, EventType, decode_event
+from mailpulse.topics.events import (
+    ATTR_CLICKS_COUNTER,
+    ATTR_OPENS_COUNTER,
+    ATTR_REPORTS_DELIVERY,
+    EventType,
+    decode_event,
+)
 
 __all__ = ["decode_record"]
 
@@ -44,7 +50,7 @@ _KNOWN = frozenset(
 _NFIELDS = len(_KNOWN)
 _BOUNCE_KEYS = frozenset(("kind", "code", "reason"))
 _BOUNCE_FACTS = {"hard": "bounce:hard", "soft": "bounce:soft", "unknown": None}
-_UTC = timezone.utc
+_UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _MS = timedelta(milliseconds=1)
 _fromisoformat = datetime.fromisoformat

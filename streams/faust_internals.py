@@ -32,12 +32,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any
 
 import aiokafka
-from aiokafka.errors import IllegalStateError
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.transport import consumer as _faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -181,9 +182,7 @@ def _problem(need: Need) -> str | None:
             owner = getattr(owner, class_name)
     except (ImportError, AttributeError):
         return f"{need} (no {need.where.replace(':', '.')})"
-    if not hasattr(owner, need.attr) and not (
-        isinstance(owner, type) and need.attr in _assigned_in_init(owner)
-    ):
+    if not hasattr(owner, need.attr) and not (isinstance(owner, type) and need.attr in _assigned_in_init(owner)):
         return str(need)
     if need.params is not None:
         try:
@@ -429,7 +428,9 @@ class ReadCommittedConsumer(faust_aiokafka.Consumer):
             try:
                 position = await self.position(tp)
                 if position is not None and position > first:
-                    self.log.info("re-reading %s from offset %s: its fetched records were dropped by a pause", tp, first)
+                    self.log.info(
+                        "re-reading %s from offset %s: its fetched records were dropped by a pause", tp, first
+                    )
                     await self.seek(tp, first)
             except IllegalStateError:
                 continue  # revoked meanwhile (a rebalance): as above

@@ -49,7 +49,9 @@ def install() -> None:
         return
     original = handler_cls.handle_error
 
-    def handle_error(self: Any, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None) -> Any:
+    def handle_error(
+        self: Any, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> Any:
         if not isinstance(exc, BadHttpMessage):
             return original(self, request, status, exc, message)
         code, text = classify(exc)

@@ -25,13 +25,22 @@ class WorkerMetrics:
             registry=r,
         )
         self.state_writes = Counter(
-            "mailpulse_stream_state_writes_total", "Table writes (one changelog record each), by table.", ["table"], registry=r
+            "mailpulse_stream_state_writes_total",
+            "Table writes (one changelog record each), by table.",
+            ["table"],
+            registry=r,
         )
         self.partials = Counter(
-            "mailpulse_stream_partials_published_total", "Stage-1 partial aggregates published, by kind.", ["kind"], registry=r
+            "mailpulse_stream_partials_published_total",
+            "Stage-1 partial aggregates published, by kind.",
+            ["kind"],
+            registry=r,
         )
         self.partials_consumed = Counter(
-            "mailpulse_stream_partials_consumed_total", "Stage-2 records read (partials and metadata), by kind.", ["kind"], registry=r
+            "mailpulse_stream_partials_consumed_total",
+            "Stage-2 records read (partials and metadata), by kind.",
+            ["kind"],
+            registry=r,
         )
         self.partials_stale = Counter(
             "mailpulse_stream_partials_ignored_total",
@@ -40,7 +49,10 @@ class WorkerMetrics:
             registry=r,
         )
         self.stats = Counter(
-            "mailpulse_stream_stats_published_total", "Records published to the stats topics, by kind.", ["kind"], registry=r
+            "mailpulse_stream_stats_published_total",
+            "Records published to the stats topics, by kind.",
+            ["kind"],
+            registry=r,
         )
         self.batch_seconds = Histogram(
             "mailpulse_stream_batch_seconds",

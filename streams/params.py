@@ -10,9 +10,10 @@ Parameters the document does not list are ignored, as OpenAPI allows.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 from mailpulse.streams.query import QueryError
 from mailpulse.streams.schemas import load_openapi
@@ -106,8 +107,10 @@ def check_request(path_template: str, query: Any, path_params: Mapping[str, str]
         if param.location == "path":
             values = [path_params[param.name]] if param.name in path_params else []
         elif param.location == "query":
-            values = list(query.getall(param.name, [])) if hasattr(query, "getall") else (
-                [query[param.name]] if param.name in query else []
+            values = (
+                list(query.getall(param.name, []))
+                if hasattr(query, "getall")
+                else ([query[param.name]] if param.name in query else [])
             )
         else:
             continue

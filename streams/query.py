@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from mailpulse.streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS, Combined, combine
+from mailpulse.streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS, Combined, Stage2Value, combine
 from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS
 
 __all__ = [
@@ -81,7 +82,7 @@ def _split(key: str) -> tuple[str, str]:
 
 
 def _base(key: str, c: Combined) -> dict[str, Any]:
-    counts = dict(zip(COUNT_FIELDS, c.counts))
+    counts = dict(zip(COUNT_FIELDS, c.counts, strict=True))
     return {
         "key": key,
         "source": _split(key)[0],
@@ -94,7 +95,7 @@ def _base(key: str, c: Combined) -> dict[str, Any]:
     }
 
 
-def campaign_answer(key: str, value: Mapping[str, Any] | None, now_ms: int) -> dict[str, Any] | None:
+def campaign_answer(key: str, value: Stage2Value | None, now_ms: int) -> dict[str, Any] | None:
     """``GET /v1/campaigns/{key}``; None when the campaign is unknown."""
     c = combine(value, now_ms)
     if c is None:
@@ -102,15 +103,19 @@ def campaign_answer(key: str, value: Mapping[str, Any] | None, now_ms: int) -> d
     out = _base(key, c)
     out["campaign_id"] = _split(key)[1]
     meta = (value or {}).get("meta")
-    out["metadata"] = None if meta is None else {
-        "name": meta.get("name"),
-        "subject": meta.get("subject"),
-        "send_time": meta.get("send_time"),
-    }
+    out["metadata"] = (
+        None
+        if meta is None
+        else {
+            "name": meta.get("name"),
+            "subject": meta.get("subject"),
+            "send_time": meta.get("send_time"),
+        }
+    )
     return out
 
 
-def contact_answer(key: str, value: Mapping[str, Any] | None, now_ms: int) -> dict[str, Any] | None:
+def contact_answer(key: str, value: Stage2Value | None, now_ms: int) -> dict[str, Any] | None:
     """``GET /v1/contacts/{key}``; None when the contact is unknown."""
     c = combine(value, now_ms, hourly=False)
     if c is None:
@@ -125,7 +130,7 @@ def contact_answer(key: str, value: Mapping[str, Any] | None, now_ms: int) -> di
     return out
 
 
-def hourly_answer(key: str, value: Mapping[str, Any] | None, hours: int, now_ms: int) -> dict[str, Any] | None:
+def hourly_answer(key: str, value: Stage2Value | None, hours: int, now_ms: int) -> dict[str, Any] | None:
     """``GET /v1/campaigns/{key}/hourly``: the last ``hours`` wall-clock hours, newest first."""
     c = combine(value, now_ms)
     if c is None:
@@ -135,15 +140,23 @@ def hourly_answer(key: str, value: Mapping[str, Any] | None, hours: int, now_ms:
     for i in range(hours):
         start = current - i * HOUR_MS
         row = c.hourly.get(start) or [0] * len(FLAG_FIELDS)
-        counts = dict(zip(FLAG_FIELDS, row))
-        windows.append(
-            {"start": _ts(start), "end": _ts(start + HOUR_MS), "counts": counts, "rates": rates(counts)}
-        )
+        counts = dict(zip(FLAG_FIELDS, row, strict=True))
+        windows.append({"start": _ts(start), "end": _ts(start + HOUR_MS), "counts": counts, "rates": rates(counts)})
     return {"key": key, "hours": hours, "windows": windows}
 
 
 #: The flags of the mailbox-provider answers (and metrics): what deliverability teams watch.
-MAILBOX_FLAGS = ("sent", "delivered", "bounced", "hard_bounced", "soft_bounced", "deferred", "complained", "opened", "clicked")
+MAILBOX_FLAGS = (
+    "sent",
+    "delivered",
+    "bounced",
+    "hard_bounced",
+    "soft_bounced",
+    "deferred",
+    "complained",
+    "opened",
+    "clicked",
+)
 _MAILBOX_IDX = tuple(FLAG_FIELDS.index(f) for f in MAILBOX_FLAGS)
 
 
@@ -164,7 +177,8 @@ def _figures(counts: Mapping[str, int]) -> dict[str, Any]:
 
 
 def mailbox_items(
-    totals: Mapping[tuple[str, ...], Any], windows: Mapping[tuple[str, ...], Mapping[str, Sequence[int]]],
+    totals: Mapping[tuple[str, ...], Any],
+    windows: Mapping[tuple[str, ...], Mapping[str, Sequence[int]]],
     source: str | None,
 ) -> list[dict[str, Any]]:
     """One item per (provider, source, mailbox provider): all-time and the current and previous hourly windows.
@@ -197,9 +211,14 @@ def merge_mailbox_lists(lists: Sequence[Sequence[Mapping[str, Any]]]) -> list[di
     for part in lists:
         for item in part:
             group = (item["source"], item["mailbox_provider"], item["provider"])
-            sums = acc.setdefault(group, {w: dict.fromkeys(MAILBOX_FLAGS, 0) for w in ("all", "current_hour", "previous_hour")})
-            for window, counts in (("all", item["counts"]), ("current_hour", item["current_hour"]["counts"]),
-                                   ("previous_hour", item["previous_hour"]["counts"])):
+            sums = acc.setdefault(
+                group, {w: dict.fromkeys(MAILBOX_FLAGS, 0) for w in ("all", "current_hour", "previous_hour")}
+            )
+            for window, counts in (
+                ("all", item["counts"]),
+                ("current_hour", item["current_hour"]["counts"]),
+                ("previous_hour", item["previous_hour"]["counts"]),
+            ):
                 for flag in MAILBOX_FLAGS:
                     sums[window][flag] += counts[flag]
     return [

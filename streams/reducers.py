@@ -24,9 +24,10 @@ provider's running counter when it reports one (its largest value seen).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -161,7 +162,11 @@ def fact_of(ev: EmailEvent) -> Fact:
 
 def _epoch_ms(dt: datetime) -> int:
     """Exact epoch ms (floor), like ``(dt - epoch) // 1 ms``, for an aware datetime."""
-    ms = (dt.toordinal() - 719163) * 86_400_000 + (dt.hour * 3600 + dt.minute * 60 + dt.second) * 1000 + dt.microsecond // 1000
+    ms = (
+        (dt.toordinal() - 719163) * 86_400_000
+        + (dt.hour * 3600 + dt.minute * 60 + dt.second) * 1000
+        + dt.microsecond // 1000
+    )
     offset = dt.utcoffset()
     if offset:
         ms -= (offset.days * 86_400 + offset.seconds) * 1000 + offset.microseconds // 1000

@@ -23,8 +23,8 @@ is assigned and dropped when it is revoked. Pure and in-memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from mailpulse.streams.aggregates import HOUR_MS
 from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS

@@ -43,8 +43,23 @@ _OPENS, _CLICKS = COUNT_FIELDS.index("opens_total"), COUNT_FIELDS.index("clicks_
 _CAMPAIGN_WINDOWS = ("current_hour", "previous_hour")
 #: Seconds from an event's time (occurred_at, observed_at) to the worker applying it. Polls run every
 #: minute or so, and reconcile passes and backfills bring facts hours or days old.
-FRESHNESS_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0, 86400.0,
-                     604800.0, 2592000.0)
+FRESHNESS_BUCKETS = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    10800.0,
+    21600.0,
+    86400.0,
+    604800.0,
+    2592000.0,
+)
 
 
 def _now_ms() -> int:
@@ -119,7 +134,7 @@ class Freshness:
         )
         for (provider, since), counts in sorted(self.counts.items()):
             cumulative, buckets = 0, []
-            for bound, n in zip((*FRESHNESS_BUCKETS, float("inf")), counts):
+            for bound, n in zip((*FRESHNESS_BUCKETS, float("inf")), counts, strict=True):
                 cumulative += n
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
             family.add_metric([provider, since], buckets, self.sums[(provider, since)])
@@ -258,4 +273,3 @@ class StateCollector:
                 for i in _MAILBOX_IDX:
                     window.add_metric([provider, source, mailbox, FLAG_FIELDS[i], name], row[i])
         yield from (total, window)
-

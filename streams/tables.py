@@ -20,13 +20,19 @@ import logging
 import shutil
 import struct
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import rocksdict
 from faust.types import TP
 
-from mailpulse.streams.faust_internals import aiokafka_producer, record_changelog_failure, store_db, store_holds_partition
+from mailpulse.streams.faust_internals import (
+    aiokafka_producer,
+    record_changelog_failure,
+    store_db,
+    store_holds_partition,
+)
 from mailpulse.topics.contracts import EVENTS
 
 __all__ = ["BatchedSender", "PartitionStore", "discard_unacknowledged", "murmur2", "partition_of"]

@@ -27,7 +27,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps", "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
@@ -44,13 +55,27 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     python = home / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     Path(site, "borrowed-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--disable-pip-version-check",
-         "--no-deps", str(wheel)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-deps",
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     return home / "bin"
 
@@ -71,7 +96,9 @@ def test_wheel_adds_mailpulse_as_its_only_top_level_package(wheel: Path) -> None
 
 def _run(bin_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MAILPULSE_"))}
-    return subprocess.run([str(bin_dir / "mailpulse"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(bin_dir / "mailpulse"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_installed_wheel_runs_its_commands_outside_the_checkout(installed: Path, tmp_path: Path) -> None:
@@ -80,8 +107,15 @@ def test_installed_wheel_runs_its_commands_outside_the_checkout(installed: Path,
         assert done.returncode == 0, done.stderr
         assert "usage:" in done.stdout
     where = subprocess.run(
-        [str(installed / "python"), "-c", "import mailpulse.streams.schemas as s, mailpulse; print(mailpulse.__file__); s.load_openapi()"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            str(installed / "python"),
+            "-c",
+            "import mailpulse.streams.schemas as s, mailpulse; print(mailpulse.__file__); s.load_openapi()",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert where.returncode == 0, where.stderr
     site = installed.parent / "lib"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -40,7 +40,7 @@ class TopicsNotCreated(MailpulseError):
 
 
 @contextlib.contextmanager
-def _quiet(name: str = "aiokafka"):  # type: ignore[no-untyped-def]
+def _quiet(name: str = "aiokafka") -> Iterator[None]:
     """aiokafka logs every refused connection at ERROR; at start one line of ours says it all."""
     logger = logging.getLogger(name)
     level = logger.level
@@ -80,7 +80,9 @@ async def check_contract_topics(
     return problems
 
 
-async def preflight(kafka: KafkaTarget, prefix: str = "", *, config_path: object = None, timeout_s: float = 15.0) -> None:
+async def preflight(
+    kafka: KafkaTarget, prefix: str = "", *, config_path: object = None, timeout_s: float = 15.0
+) -> None:
     """Before a worker or poller starts: Kafka answers and every contract topic exists as its contract says.
 
     Without this, a consumer or producer makes the broker auto-create a
@@ -90,7 +92,7 @@ async def preflight(kafka: KafkaTarget, prefix: str = "", *, config_path: object
     try:
         try:
             problems = await check_contract_topics(admin, prefix)
-        except (KafkaError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             servers = kafka if isinstance(kafka, str) else kafka.bootstrap_servers
             raise KafkaAccessError(f"Kafka at {servers}: listing the topics failed ({type(exc).__name__})") from None
     finally:

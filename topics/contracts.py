@@ -55,7 +55,7 @@ class TopicSpec:
 
     def configs(self) -> dict[str, str]:
         """The topic-level configs this spec pins (compared for drift)."""
-        out = {"cleanup.policy": self.cleanup_policy}
+        out: dict[str, str] = {"cleanup.policy": self.cleanup_policy}
         if self.retention_ms is not None:
             out["retention.ms"] = str(self.retention_ms)
         out.update(self.extra_config)

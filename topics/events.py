@@ -9,10 +9,11 @@ agreement.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
@@ -130,13 +131,13 @@ def parse_timestamp(value: str) -> datetime:
     """
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
-        return dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 def format_timestamp(dt: datetime) -> str:
     """RFC 3339 in UTC with a ``Z`` suffix; milliseconds, or microseconds when present."""
-    dt = dt.astimezone(timezone.utc)
+    dt = dt.astimezone(UTC)
     us = dt.microsecond
     frac = f"{us // 1000:03d}" if us % 1000 == 0 else f"{us:06d}"
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{frac}Z"
@@ -159,9 +160,7 @@ def event_to_dict(event: EmailEvent) -> dict[str, Any]:
         "campaign_id": event.campaign_id,
         "contact_id": event.contact_id,
         "email": event.email,
-        "bounce": None
-        if bounce is None
-        else {"kind": bounce.kind.value, "code": bounce.code, "reason": bounce.reason},
+        "bounce": None if bounce is None else {"kind": bounce.kind.value, "code": bounce.code, "reason": bounce.reason},
         "url": event.url,
         "attributes": dict(event.attributes),
     }
@@ -175,9 +174,7 @@ _EVENT_TYPES = {t.value: t for t in EventType}
 _BOUNCE_KINDS = {k.value: k for k in BounceKind}
 _REQUIRED_STR = ("event_id", "provider", "source", "message_id")
 _OPTIONAL_STR = ("campaign_id", "contact_id", "email", "url")
-_KNOWN = frozenset(
-    _REQUIRED_STR + _OPTIONAL_STR + ("type", "occurred_at", "observed_at", "bounce", "attributes")
-)
+_KNOWN = frozenset(_REQUIRED_STR + _OPTIONAL_STR + ("type", "occurred_at", "observed_at", "bounce", "attributes"))
 
 
 def _required_str(data: Mapping[str, Any], name: str) -> str:
@@ -205,7 +202,7 @@ def _timestamp(data: Mapping[str, Any], name: str) -> datetime:
     if dt.tzinfo is None:
         raise SchemaError(name, f"timestamp needs a UTC offset or Z: {value[:40]!r}")
     try:
-        return dt.astimezone(timezone.utc)
+        return dt.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before datetime.min in UTC
         raise SchemaError(name, f"timestamp out of range in UTC: {value[:40]!r}") from None
 

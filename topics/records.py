@@ -5,9 +5,10 @@ Plain data types with a JSON form that matches ``topics/schemas/*.json``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from mailpulse.connectors.errors import MalformedPage, NormalisationError
 
-__all__ = ["event_id_prefix", "require_str", "timestamp", "utc_timestamp", "optional_timestamp", "require_mapping", "body_list", "body_dict"]
+__all__ = [
+    "event_id_prefix",
+    "require_str",
+    "timestamp",
+    "utc_timestamp",
+    "optional_timestamp",
+    "require_mapping",
+    "body_list",
+    "body_dict",
+]
 
 _fromiso = datetime.fromisoformat
 _blake2b = hashlib.blake2b
@@ -24,7 +34,7 @@ def event_id_prefix(provider: str, source: str, part: object) -> Any:
     return _blake2b(f"{provider}\x1f{source}\x1f{part}\x1f".encode(), digest_size=16)
 
 
-_UTC = timezone.utc
+_UTC = UTC
 _SEPARATORS = frozenset("T ")
 
 
@@ -39,14 +49,18 @@ def require_str(raw: Mapping[str, Any], name: str, shown: str | None = None) -> 
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str) or not value:
-        raise NormalisationError(shown or name, "missing" if value is None else f"must be a non-empty string, got {value!r:.40}")
+        raise NormalisationError(
+            shown or name, "missing" if value is None else f"must be a non-empty string, got {value!r:.40}"
+        )
     return value
 
 
 def timestamp(value: Any, name: str) -> datetime:
     """An aware UTC datetime from ISO 8601 (naive = UTC, as every provider documents)."""
     if not isinstance(value, str):
-        raise NormalisationError(name, "missing timestamp" if value is None else f"timestamp must be a string, got {value!r:.40}")
+        raise NormalisationError(
+            name, "missing timestamp" if value is None else f"timestamp must be a string, got {value!r:.40}"
+        )
     if len(value) == 19 and value[10] in _SEPARATORS:
         # 'YYYY-MM-DD hh:mm:ss' (SMTPeter, SmarterSends): parsing it with a 'Z' is 4x cheaper than
         # datetime.replace(tzinfo=...); anything that does not parse takes the general path below.

@@ -2,30 +2,65 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any, AsyncIterator, Callable, ClassVar, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 from pydantic import SecretStr
 
 from mailpulse.connectors.base import Page, Plan, Stream
 from mailpulse.connectors.cursors import pass_start
 from mailpulse.connectors.errors import NormalisationError
-from mailpulse.connectors.pagination import TICK, DescendingCursorPaginator, TieRunOverflow, TimestampCursorPaginator, read_tie_run
+from mailpulse.connectors.pagination import (
+    TICK,
+    DescendingCursorPaginator,
+    TieRunOverflow,
+    TimestampCursorPaginator,
+    read_tie_run,
+)
 from mailpulse.connectors.provider import BearerAuth, Provider
-from mailpulse.connectors.providers._common import body_dict, body_list, event_id_prefix, optional_timestamp, require_mapping, require_str, timestamp, utc_timestamp
+from mailpulse.connectors.providers._common import (
+    body_dict,
+    body_list,
+    event_id_prefix,
+    optional_timestamp,
+    require_mapping,
+    require_str,
+    timestamp,
+    utc_timestamp,
+)
 from mailpulse.sources import SourceBase
 from mailpulse.topics.contracts import CONTACTS
 from mailpulse.topics.events import Bounce, EmailEvent, EventType, format_timestamp
 from mailpulse.topics.records import ContactRecord
 
-__all__ = ["PROVIDER", "SmartCQSource", "SmartCQSends", "SmartCQContacts", "normalise", "normalise_contact", "SEND_STATUSES"]
+__all__ = [
+    "PROVIDER",
+    "SmartCQSource",
+    "SmartCQSends",
+    "SmartCQContacts",
+    "normalise",
+    "normalise_contact",
+    "SEND_STATUSES",
+]
 
 NAME = "smartcq"
 SENDS_PAGE_SIZE = 500  # the API reference: limit 1-500
 CONTACTS_PAGE_SIZE = 200  # the API reference: limit 1-200
-SEND_STATUSES = ("queued", "sent", "delivered", "opened", "clicked", "bounced", "complained", "suppressed", "failed", "delayed")
+SEND_STATUSES = (
+    "queued",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
+    "complained",
+    "suppressed",
+    "failed",
+    "delayed",
+)
 EMAIL_STATUSES = ("active", "unsubscribed", "bounced", "complained", "suppressed", "pending_review")
 STAGES = ("lead", "prospect", "customer", "ex_customer")
 
@@ -87,7 +122,23 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEven
                 latest = at
             h = prefix.copy()
             h.update(fact)
-            out.append(EmailEvent(h.hexdigest(), NAME, source, type_, at, observed_at, send_id, campaign, contact, None, None, None, _NO_ATTRIBUTES))
+            out.append(
+                EmailEvent(
+                    h.hexdigest(),
+                    NAME,
+                    source,
+                    type_,
+                    at,
+                    observed_at,
+                    send_id,
+                    campaign,
+                    contact,
+                    None,
+                    None,
+                    None,
+                    _NO_ATTRIBUTES,
+                )
+            )
     if status in _STATUS_FACTS:
         type_ = _STATUS_FACTS[status]
         at = created if status == "queued" else latest
@@ -99,7 +150,23 @@ def normalise(raw: Any, *, source: str, observed_at: datetime) -> list[EmailEven
     h = prefix.copy()
     h.update(_FACT_BYTES[type_])
     bounce, attributes = _error_details(type_, get("error"))
-    out.append(EmailEvent(h.hexdigest(), NAME, source, type_, at, observed_at, send_id, campaign, contact, None, bounce, None, attributes))
+    out.append(
+        EmailEvent(
+            h.hexdigest(),
+            NAME,
+            source,
+            type_,
+            at,
+            observed_at,
+            send_id,
+            campaign,
+            contact,
+            None,
+            bounce,
+            None,
+            attributes,
+        )
+    )
     return out
 
 
@@ -109,7 +176,9 @@ def _error_details(type_: EventType, error: Any) -> tuple[Bounce | None, Mapping
         return None, _NO_ATTRIBUTES
     if type_ is EventType.BOUNCED:
         code = str(error).split(" ", 2)
-        return Bounce(code=code[1] if len(code) > 1 and code[1][:1].isdigit() else None, reason=str(error)), _NO_ATTRIBUTES
+        return Bounce(
+            code=code[1] if len(code) > 1 and code[1][:1].isdigit() else None, reason=str(error)
+        ), _NO_ATTRIBUTES
     return None, {"error": str(error)}
 
 
@@ -174,7 +243,9 @@ class _SmartCQStream(Stream):
     async def _fetch(self, params: dict[str, Any]) -> list[Mapping[str, Any]]:
         return (await self.request(self.path, params, parse=_page))["data"]
 
-    async def _pages(self, paginator: _Paginator, params_at: Callable[[datetime | None], dict[str, Any]]) -> AsyncIterator[list[Mapping[str, Any]]]:
+    async def _pages(
+        self, paginator: _Paginator, params_at: Callable[[datetime | None], dict[str, Any]]
+    ) -> AsyncIterator[list[Mapping[str, Any]]]:
         """Every page in cursor order; a page full of one instant (a blast, an import) is read whole through filters."""
         while not paginator.finished:
             body = await self.request(self.path, params_at(paginator.current_value), parse=_page)
@@ -259,4 +330,6 @@ class SmartCQSource(SourceBase):
     api_key: SecretStr
 
 
-PROVIDER = Provider(name=NAME, config=SmartCQSource, auth=BearerAuth(field="api_key"), streams=(SmartCQSends, SmartCQContacts))
+PROVIDER = Provider(
+    name=NAME, config=SmartCQSource, auth=BearerAuth(field="api_key"), streams=(SmartCQSends, SmartCQContacts)
+)

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 from prometheus_client import Gauge
 from pydantic import SecretStr
 
-from mailpulse.connectors.base import Output, Page, Plan, PassKind, Stream, Tombstone
+from mailpulse.connectors.base import Output, Page, PassKind, Plan, Stream, Tombstone
 from mailpulse.connectors.dedupe import ChangeIndex
 from mailpulse.connectors.errors import FatalAPIError, NormalisationError, RetriableAPIError
 from mailpulse.connectors.provider import BearerAuth, Provider
-from mailpulse.connectors.providers._common import body_dict, body_list, optional_timestamp, require_mapping, require_str, timestamp
+from mailpulse.connectors.providers._common import (
+    body_dict,
+    body_list,
+    optional_timestamp,
+    require_mapping,
+    require_str,
+    timestamp,
+)
 from mailpulse.connectors.records import CalendarEvent, UsageReport
-from mailpulse.topics.contracts import CALENDAR, CAMPAIGNS, USAGE
 from mailpulse.sources import SourceBase
+from mailpulse.topics.contracts import CALENDAR, CAMPAIGNS, USAGE
 from mailpulse.topics.records import CampaignMetadata
 
 __all__ = [
@@ -34,7 +42,9 @@ log = logging.getLogger(__name__)
 
 #: The conversations report's overall figures (SmarterSends only, so declared here, not in metrics.py).
 USAGE_METRIC = Gauge(
-    "mailpulse_smartersends_conversations", "SmarterSends conversations usage report, overall metrics", ("source", "metric")
+    "mailpulse_smartersends_conversations",
+    "SmarterSends conversations usage report, overall metrics",
+    ("source", "metric"),
 )
 
 NAME = "smartersends"
@@ -71,7 +81,11 @@ def normalise_campaign(raw: Any, *, source: str, observed_at: datetime) -> list[
     for k in _CAMPAIGN_FIELDS:
         attributes.pop(k, None)
     # Positional: the field order of topics.records.CampaignMetadata (pinned by a test).
-    return [CampaignMetadata(source, NAME, campaign_id, observed_at, raw.get("name"), raw.get("subject"), send_time, attributes)]
+    return [
+        CampaignMetadata(
+            source, NAME, campaign_id, observed_at, raw.get("name"), raw.get("subject"), send_time, attributes
+        )
+    ]
 
 
 _CAMPAIGN_FIELDS = ("sent_mailing_id", "name", "subject", "send_time")
@@ -151,7 +165,12 @@ class SmarterSendsCampaigns(Stream):
         return normalise_campaign(raw, source=self.source_name, observed_at=observed_at)
 
     async def _export(self, start: datetime, end: datetime) -> dict[str, Any]:
-        params = {"start_date": start.strftime(_STAMP), "end_date": end.strftime(_STAMP), "format": "json", "columns": ",".join(EXPORT_COLUMNS)}
+        params = {
+            "start_date": start.strftime(_STAMP),
+            "end_date": end.strftime(_STAMP),
+            "format": "json",
+            "columns": ",".join(EXPORT_COLUMNS),
+        }
         for _ in EXPORT_ENDPOINTS:
             method, path = EXPORT_ENDPOINTS[self._endpoint]
             try:
@@ -162,7 +181,13 @@ class SmarterSendsCampaigns(Stream):
                 other = EXPORT_ENDPOINTS[(self._endpoint + 1) % len(EXPORT_ENDPOINTS)]
                 log.warning("%s: %s %s answered 405; using %s %s", self.source_name, method, path, *other)
                 self._endpoint = (self._endpoint + 1) % len(EXPORT_ENDPOINTS)
-        raise FatalAPIError("both campaign export endpoints answered 405", provider=NAME, source=self.source_name, stream=self.name, status=405)
+        raise FatalAPIError(
+            "both campaign export endpoints answered 405",
+            provider=NAME,
+            source=self.source_name,
+            stream=self.name,
+            status=405,
+        )
 
     async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
         if plan.kind is PassKind.BACKFILL:
@@ -177,7 +202,9 @@ class SmarterSendsCampaigns(Stream):
             reason = body.get("message") or "the response has no file.url"
             raise RetriableAPIError(
                 f"campaign export produced no download URL ({reason}); will export again at the next poll",
-                provider=NAME, source=self.source_name, stream=self.name,
+                provider=NAME,
+                source=self.source_name,
+                stream=self.name,
             )
         # A pre-signed URL: no credentials to another host.
         rows = await self.client.request("GET", url, stream=self.name, parse=_array, authenticated=False)
@@ -193,7 +220,9 @@ class SmarterSendsUsage(Stream):
 
     def normalise_record(self, raw: Any, observed_at: datetime) -> list[UsageReport]:
         (start, end), report = raw
-        return [normalise_usage(report, source=self.source_name, start_date=start, end_date=end, observed_at=observed_at)]
+        return [
+            normalise_usage(report, source=self.source_name, start_date=start, end_date=end, observed_at=observed_at)
+        ]
 
     def after_commit(self, outputs: Sequence[Output]) -> None:
         # The gauge shows the report on the topic: set once the transaction holding it committed.
@@ -208,7 +237,9 @@ class SmarterSendsUsage(Stream):
 
     async def read(self, cursor: Any, plan: Plan) -> AsyncIterator[Page]:
         start, end = (plan.now - USAGE_WINDOW).date().isoformat(), plan.now.date().isoformat()
-        body = await self.request("/api/usage/conversations", {"start_date": start, "end_date": end, "format": "json"}, parse=_usage_body)
+        body = await self.request(
+            "/api/usage/conversations", {"start_date": start, "end_date": end, "format": "json"}, parse=_usage_body
+        )
         yield Page([((start, end), body)])  # stateless, like the export
 
 

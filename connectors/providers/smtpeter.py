@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
-from typing import Annotated, Any, AsyncIterator, Literal, Mapping
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, time, timedelta
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import orjson
@@ -18,7 +19,15 @@ from mailpulse.connectors.providers._common import body_list, event_id_prefix, r
 from mailpulse.sources import Model, SourceBase
 from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType
 
-__all__ = ["PROVIDER", "SMTPeterSource", "SMTPeterSelector", "SMTPeterEvents", "normalise", "selector_path", "with_ordinals"]
+__all__ = [
+    "PROVIDER",
+    "SMTPeterSource",
+    "SMTPeterSelector",
+    "SMTPeterEvents",
+    "normalise",
+    "selector_path",
+    "with_ordinals",
+]
 
 NAME = "smtpeter"
 #: The API reference: day-granular start/end, end exclusive, at most one month per call; we ask one day at a time.
@@ -67,7 +76,13 @@ def normalise(raw: Any, *, source: str, campaign_id: str, observed_at: datetime,
     mapped = _MAPPED
     if name == "failure":
         status = str(data.get("status") or "")
-        kind = BounceKind.HARD if status.startswith("5") else BounceKind.SOFT if status.startswith("4") else BounceKind.UNKNOWN
+        kind = (
+            BounceKind.HARD
+            if status.startswith("5")
+            else BounceKind.SOFT
+            if status.startswith("4")
+            else BounceKind.UNKNOWN
+        )
         bounce = Bounce(kind=kind, code=status or None, reason=data.get("description") or None)
         mapped = _FAILURE_MAPPED
     elif name == "bounce":
@@ -126,7 +141,7 @@ def _events(body: Any) -> list[Any]:
 
 
 def _day(dt: datetime) -> datetime:
-    return datetime.combine(dt.astimezone(timezone.utc).date(), time(), tzinfo=timezone.utc)
+    return datetime.combine(dt.astimezone(UTC).date(), time(), tzinfo=UTC)
 
 
 class SMTPeterEvents(Stream):
@@ -141,7 +156,11 @@ class SMTPeterEvents(Stream):
 
     def normalise_record(self, raw: Any, observed_at: datetime) -> list[EmailEvent]:
         campaign_id, ordinal, record = raw  # read() pairs each record with its selector and copy number
-        return [normalise(record, source=self.source_name, campaign_id=campaign_id, observed_at=observed_at, ordinal=ordinal)]
+        return [
+            normalise(
+                record, source=self.source_name, campaign_id=campaign_id, observed_at=observed_at, ordinal=ordinal
+            )
+        ]
 
     def dlq_payload(self, raw: Any) -> Any:
         return raw[2]
@@ -153,7 +172,9 @@ class SMTPeterEvents(Stream):
         today = _day(plan.now)
         # One request per day and selector: a poll after a long outage stays inside the lookback
         # (reconcile and backfill reach further back when asked to).
-        start = pass_start(plan.kind, self.cursor_time(cursor), _day(plan.window_start(self.lookback)), floor_at_window=True)
+        start = pass_start(
+            plan.kind, self.cursor_time(cursor), _day(plan.window_start(self.lookback)), floor_at_window=True
+        )
         end = today + WINDOW
         if plan.kind is PassKind.BACKFILL:
             end = min(_day(plan.end) + WINDOW, end)
@@ -178,7 +199,7 @@ class SMTPeterSelector(Model):
     template: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] | None = None
 
     @model_validator(mode="after")
-    def _one_of(self) -> "SMTPeterSelector":
+    def _one_of(self) -> SMTPeterSelector:
         if (self.tags is None) == (self.template is None):
             raise ValueError("give exactly one of 'tags' (a list) or 'template' (an id)")
         if self.tags is not None and (not self.tags or any(not t or ";" in t for t in self.tags)):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
-from typing import Any, AsyncIterator, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
@@ -14,7 +15,16 @@ from mailpulse.connectors.cursors import pass_start
 from mailpulse.connectors.errors import NormalisationError
 from mailpulse.connectors.pagination import OffsetPaginator
 from mailpulse.connectors.provider import BearerAuth, Provider
-from mailpulse.connectors.providers._common import body_dict, body_list, event_id_prefix, require_mapping, require_str, timestamp, utc_timestamp
+from mailpulse.connectors.providers._common import (
+    body_dict,
+    body_list,
+    event_id_prefix,
+    require_mapping,
+    require_str,
+    timestamp,
+    utc_timestamp,
+)
+from mailpulse.sources import SourceBase
 from mailpulse.topics.contracts import CAMPAIGNS
 from mailpulse.topics.events import (
     ATTR_CLICKS_COUNTER,
@@ -25,7 +35,6 @@ from mailpulse.topics.events import (
     EventType,
     format_timestamp,
 )
-from mailpulse.sources import SourceBase
 from mailpulse.topics.records import CampaignMetadata
 
 __all__ = ["PROVIDER", "SuperSendSource", "SuperSendEvents", "normalise"]
@@ -57,7 +66,16 @@ _FLAGS = tuple((flag, t, t.value.encode()) for flag, t in (
     ("bounced", EventType.BOUNCED),
 ))  # fmt: skip
 #: The row's extras copied into the events' attributes, in this order (``_attributes`` names them again).
-_ATTRIBUTES = ("channel", "sequence_step", "subject", "thread_id", "sender_id", "autoresponse", "replies", "unsubscribes")
+_ATTRIBUTES = (
+    "channel",
+    "sequence_step",
+    "subject",
+    "thread_id",
+    "sender_id",
+    "autoresponse",
+    "replies",
+    "unsubscribes",
+)
 
 
 _FACT_BYTES = {t: t.value.encode() for t in EventType}  # the fact part of the event id, pre-encoded
@@ -200,13 +218,19 @@ class SuperSendEvents(Stream):
         start = pass_start(plan.kind, self.cursor_time(cursor), plan.window_start(self.lookback), overlap=OVERLAP)
         # The window's end is fixed now: rows arriving during the pass cannot shift the offsets.
         end = plan.end
-        base: dict[str, Any] = {"start_date": format_timestamp(start), "end_date": format_timestamp(end), "limit": PAGE_SIZE}
+        base: dict[str, Any] = {
+            "start_date": format_timestamp(start),
+            "end_date": format_timestamp(end),
+            "limit": PAGE_SIZE,
+        }
         if self.source.team_id:
             base["TeamId"] = self.source.team_id
         for channel in self.source.channels:
             pages = OffsetPaginator(0, PAGE_SIZE, has_more=_has_more)
             while not pages.finished:
-                body = await self.request("/v2/events", {**base, "channel": channel, "offset": pages.current_value}, parse=_page)
+                body = await self.request(
+                    "/v2/events", {**base, "channel": channel, "offset": pages.current_value}, parse=_page
+                )
                 records = body["data"]
                 pages.advance(body, records)
                 yield Page(records)

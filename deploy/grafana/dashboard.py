@@ -40,21 +40,21 @@ def _query(expr: str, legend: str, *, instant: bool = False, ref: str = "A") -> 
 
 
 def _thresholds(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
-    return dashboard.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(
-        [ThresholdStep(value=v, color=c) for v, c in steps]
+    return (
+        dashboard.ThresholdsConfig()
+        .mode(ThresholdsMode.ABSOLUTE)
+        .steps([ThresholdStep(value=v, color=c) for v, c in steps])
     )
 
 
 def _ratio(metric: str, num: str, den: str, by: str, window: str) -> str:
     w = f", {window}" if window else ""
-    return (
-        f'sum by ({by}) ({metric}{{flag="{num}", {SEL}{w}}})\n'
-        f'/\nsum by ({by}) ({metric}{{flag="{den}", {SEL}{w}}})'
-    )
+    return f'sum by ({by}) ({metric}{{flag="{num}", {SEL}{w}}})\n/\nsum by ({by}) ({metric}{{flag="{den}", {SEL}{w}}})'
 
 
-def _rate_panel(title: str, description: str, num: str, den: str, *, by: str, scope: str,
-                warning: float, critical: float | None) -> timeseries.Panel:
+def _rate_panel(
+    title: str, description: str, num: str, den: str, *, by: str, scope: str, warning: float, critical: float | None
+) -> timeseries.Panel:
     """A rate over the last hour (windows) beside the all-time rate, alert thresholds drawn as lines."""
     window_metric, total_metric = f"mailpulse_{scope}_window_messages", f"mailpulse_{scope}_messages"
     legend = "{{" + "}} {{".join(by.split(", ")) + "}}"
@@ -91,17 +91,34 @@ def _deliverability(s: AlertSettings) -> list:
     ):
         panels += [
             _rate_panel(
-                f"Bounce rate {where}", "bounced / sent; lines: the warning and critical alert thresholds.",
-                "bounced", "sent", by=by, scope=scope, warning=s.bounce_rate_warning, critical=s.bounce_rate_critical,
+                f"Bounce rate {where}",
+                "bounced / sent; lines: the warning and critical alert thresholds.",
+                "bounced",
+                "sent",
+                by=by,
+                scope=scope,
+                warning=s.bounce_rate_warning,
+                critical=s.bounce_rate_critical,
             ),
             _rate_panel(
-                f"Complaint rate {where}", "complained / delivered; Gmail and Yahoo require < 0.1%, never 0.3%.",
-                "complained", "delivered", by=by, scope=scope,
-                warning=s.complaint_rate_warning, critical=s.complaint_rate_critical,
+                f"Complaint rate {where}",
+                "complained / delivered; Gmail and Yahoo require < 0.1%, never 0.3%.",
+                "complained",
+                "delivered",
+                by=by,
+                scope=scope,
+                warning=s.complaint_rate_warning,
+                critical=s.complaint_rate_critical,
             ),
             _rate_panel(
-                f"Deferral rate {where}", "deferred / sent: receiving servers answering 4xx.",
-                "deferred", "sent", by=by, scope=scope, warning=s.deferral_rate_warning, critical=None,
+                f"Deferral rate {where}",
+                "deferred / sent: receiving servers answering 4xx.",
+                "deferred",
+                "sent",
+                by=by,
+                scope=scope,
+                warning=s.deferral_rate_warning,
+                critical=None,
             ),
         ]
     return panels
@@ -110,8 +127,7 @@ def _deliverability(s: AlertSettings) -> list:
 _CAMPAIGN_SEL = f'{SEL}, campaign=~"$campaign"'
 # The 10 campaigns that sent most in the last hour, among those the worker exports.
 _TOP10 = (
-    "topk(10, sum by (source, campaign) "
-    f'(mailpulse_campaign_window_messages{{flag="sent", {_CAMPAIGN_SEL}, {HOUR}}}))'
+    f'topk(10, sum by (source, campaign) (mailpulse_campaign_window_messages{{flag="sent", {_CAMPAIGN_SEL}, {HOUR}}}))'
 )
 
 
@@ -141,7 +157,7 @@ def _engagement(s: AlertSettings) -> list:
         .span(8)
         for title, what, num, den in rates
     ]
-    volume = f"sum by (source, campaign) (mailpulse_campaign_messages{{flag=\"sent\", {_CAMPAIGN_SEL}}})"
+    volume = f'sum by (source, campaign) (mailpulse_campaign_messages{{flag="sent", {_CAMPAIGN_SEL}}})'
     bounce = (
         f'sort_desc(\n  sum by (source, campaign) (mailpulse_campaign_messages{{flag="bounced", {_CAMPAIGN_SEL}}})\n'
         f"  / {volume}\n  and on (source, campaign) {volume} >= $min_sent\n)"
@@ -176,7 +192,9 @@ def _engagement(s: AlertSettings) -> list:
 
 
 def _series(title: str, description: str, unit: str, *targets: tuple[str, str], span: int = 8) -> timeseries.Panel:
-    panel = timeseries.Panel().title(title).description(description).datasource(DATASOURCE).unit(unit).height(8).span(span)
+    panel = (
+        timeseries.Panel().title(title).description(description).datasource(DATASOURCE).unit(unit).height(8).span(span)
+    )
     for i, (expr, legend) in enumerate(targets):
         panel = panel.with_target(_query(expr, legend, ref=chr(ord("A") + i)))
     return panel
@@ -185,40 +203,75 @@ def _series(title: str, description: str, unit: str, *targets: tuple[str, str], 
 def _pipeline() -> list:
     return [
         _series(
-            "Events published per provider and type", "Events the pollers committed to mailpulse.events.v1.", "ops",
-            ('sum by (provider, type) (rate(mailpulse_connector_events_published_total{provider=~"$provider", '
-             'source=~"$source"}[$__rate_interval]))', "{{provider}} {{type}}"),
+            "Events published per provider and type",
+            "Events the pollers committed to mailpulse.events.v1.",
+            "ops",
+            (
+                'sum by (provider, type) (rate(mailpulse_connector_events_published_total{provider=~"$provider", '
+                'source=~"$source"}[$__rate_interval]))',
+                "{{provider}} {{type}}",
+            ),
         ),
         _series(
-            "Poll errors and retries", "Requests answered with an error or not at all, and requests retried.", "ops",
-            ('sum by (source, status) (rate(mailpulse_connector_requests_total{status!~"2..", '
-             'provider=~"$provider", source=~"$source"}[$__rate_interval]))', "{{source}} {{status}}"),
-            ('sum by (source) (rate(mailpulse_connector_retries_total{provider=~"$provider", '
-             'source=~"$source"}[$__rate_interval]))', "{{source}} retries"),
+            "Poll errors and retries",
+            "Requests answered with an error or not at all, and requests retried.",
+            "ops",
+            (
+                'sum by (source, status) (rate(mailpulse_connector_requests_total{status!~"2..", '
+                'provider=~"$provider", source=~"$source"}[$__rate_interval]))',
+                "{{source}} {{status}}",
+            ),
+            (
+                'sum by (source) (rate(mailpulse_connector_retries_total{provider=~"$provider", '
+                'source=~"$source"}[$__rate_interval]))',
+                "{{source}} retries",
+            ),
         ),
         _series(
-            "Cursor lag", "Provider clock minus the committed cursor, per stream.", "s",
-            ('max by (source, stream) (mailpulse_connector_cursor_lag_seconds{provider=~"$provider", '
-             'source=~"$source"})', "{{source}}/{{stream}}"),
+            "Cursor lag",
+            "Provider clock minus the committed cursor, per stream.",
+            "s",
+            (
+                'max by (source, stream) (mailpulse_connector_cursor_lag_seconds{provider=~"$provider", '
+                'source=~"$source"})',
+                "{{source}}/{{stream}}",
+            ),
         ),
         _series(
-            "Dead letters", "Records sent to mailpulse.dlq.v1 in the last hour.", "short",
-            ('sum by (source) (increase(mailpulse_connector_dlq_records_total{provider=~"$provider", '
-             'source=~"$source"}[1h]))', "{{source}}"),
+            "Dead letters",
+            "Records sent to mailpulse.dlq.v1 in the last hour.",
+            "short",
+            (
+                'sum by (source) (increase(mailpulse_connector_dlq_records_total{provider=~"$provider", '
+                'source=~"$source"}[1h]))',
+                "{{source}}",
+            ),
         ),
         _series(
-            "Worker consumer lag", "Events records not yet read by the workers.", "short",
+            "Worker consumer lag",
+            "Events records not yet read by the workers.",
+            "short",
             ("sum by (instance) (mailpulse_stream_lag_records)", "{{instance}}"),
         ),
         _series(
             "Freshness p50 / p99",
-            "Time from an event's occurred_at (and from when a poller observed it) to the worker applying it.", "s",
-            ('histogram_quantile(0.5, sum by (le, provider) (rate(mailpulse_stream_event_delay_seconds_bucket'
-             '{since="occurred_at", provider=~"$provider"}[$__rate_interval])))', "{{provider}} p50 since occurred"),
-            ('histogram_quantile(0.99, sum by (le, provider) (rate(mailpulse_stream_event_delay_seconds_bucket'
-             '{since="occurred_at", provider=~"$provider"}[$__rate_interval])))', "{{provider}} p99 since occurred"),
-            ('histogram_quantile(0.99, sum by (le, provider) (rate(mailpulse_stream_event_delay_seconds_bucket'
-             '{since="observed_at", provider=~"$provider"}[$__rate_interval])))', "{{provider}} p99 since observed"),
+            "Time from an event's occurred_at (and from when a poller observed it) to the worker applying it.",
+            "s",
+            (
+                "histogram_quantile(0.5, sum by (le, provider) (rate(mailpulse_stream_event_delay_seconds_bucket"
+                '{since="occurred_at", provider=~"$provider"}[$__rate_interval])))',
+                "{{provider}} p50 since occurred",
+            ),
+            (
+                "histogram_quantile(0.99, sum by (le, provider) (rate(mailpulse_stream_event_delay_seconds_bucket"
+                '{since="occurred_at", provider=~"$provider"}[$__rate_interval])))',
+                "{{provider}} p99 since occurred",
+            ),
+            (
+                "histogram_quantile(0.99, sum by (le, provider) (rate(mailpulse_stream_event_delay_seconds_bucket"
+                '{since="observed_at", provider=~"$provider"}[$__rate_interval])))',
+                "{{provider}} p99 since observed",
+            ),
         ),
         stat.Panel()
         .title("Workers ready")
@@ -249,7 +302,9 @@ def build(settings: AlertSettings | None = None) -> dashboard.Dashboard:
     board = (
         dashboard.Dashboard("mailpulse")
         .uid(UID)
-        .description("Deliverability, engagement and pipeline health of mailpulse (generated from deploy/grafana/dashboard.py).")
+        .description(
+            "Deliverability, engagement and pipeline health of mailpulse (generated from deploy/grafana/dashboard.py)."
+        )
         .tags(["mailpulse", "email"])
         .refresh("1m")
         .time("now-6h", "now")
@@ -257,10 +312,14 @@ def build(settings: AlertSettings | None = None) -> dashboard.Dashboard:
         .with_variable(dashboard.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
         .with_variable(_label_variable("provider", "provider", "label_values(mailpulse_source_messages, provider)"))
         .with_variable(
-            _label_variable("source", "source", 'label_values(mailpulse_source_messages{provider=~"$provider"}, source)')
+            _label_variable(
+                "source", "source", 'label_values(mailpulse_source_messages{provider=~"$provider"}, source)'
+            )
         )
         .with_variable(
-            _label_variable("campaign", "campaign", 'label_values(mailpulse_campaign_messages{source=~"$source"}, campaign)')
+            _label_variable(
+                "campaign", "campaign", 'label_values(mailpulse_campaign_messages{source=~"$source"}, campaign)'
+            )
         )
         .with_variable(
             dashboard.TextBoxVariable("min_sent")

@@ -11,7 +11,7 @@ See docs/simulators.md.
 
 from __future__ import annotations
 
-from mailpulse.simulators.faults import FaultSpecError, Faults, ProviderFaults, parse_fault_spec
+from mailpulse.simulators.faults import Faults, FaultSpecError, ProviderFaults, parse_fault_spec
 from mailpulse.simulators.server import make_app, serve_simulators
 from mailpulse.simulators.simulator import (
     CREDENTIALS,

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import random
 import re
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -43,7 +44,7 @@ __all__ = [
     "BadInput",
 ]
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 T = TypeVar("T")
 MS = 1
 SECOND = 1000
@@ -118,7 +119,7 @@ def parse_iso_us(value: str, name: str) -> int:
     except ValueError:
         raise BadInput(f"{name}: {value!r} is not an ISO 8601 timestamp") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return (dt - EPOCH) // timedelta(microseconds=1)
 
 
@@ -134,13 +135,13 @@ def parse_loose(value: str, name: str, *, end_of_day: bool = False) -> int:
     try:
         if _DATE_ONLY.match(text):
             d = date.fromisoformat(text)
-            dt = datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+            dt = datetime(d.year, d.month, d.day, tzinfo=UTC)
             if end_of_day:
                 dt += timedelta(days=1) - timedelta(milliseconds=1)
         else:
             dt = datetime.fromisoformat(text)
             if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=timezone.utc)
+                dt = dt.replace(tzinfo=UTC)
     except ValueError:
         raise BadInput(f"The {name} field must be a valid date.") from None
     return to_ms(dt)

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from mailpulse.errors import MailpulseError
 from mailpulse.simulators.faults import PROVIDERS, FaultSpecError, parse_fault_spec
@@ -75,13 +75,13 @@ def build_config(args: argparse.Namespace) -> tuple[SimulatorConfig, dict[str, o
     kw: dict[str, object] = {}
     if args.start == "now":
         history = SimulatorConfig.__dataclass_fields__["history"].default
-        kw["start"] = datetime.now(timezone.utc).replace(microsecond=0) - history  # type: ignore[operator]
+        kw["start"] = datetime.now(UTC).replace(microsecond=0) - history  # type: ignore[operator]
     elif args.start:
         try:
             start = datetime.fromisoformat(args.start)
         except ValueError:
             raise SimulateError(f"--start: {args.start!r} is not an ISO date or date-time") from None
-        kw["start"] = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+        kw["start"] = start if start.tzinfo else start.replace(tzinfo=UTC)
     try:
         knobs = parse_fault_spec(args.faults or "")
     except FaultSpecError as exc:
@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_serve(config, knobs, args.host, port_base))
     except OSError as exc:
-        raise SimulateError(f"cannot listen on {args.host} ports {port_base}-{port_base + 3}: {exc.strerror or exc}") from None
+        raise SimulateError(
+            f"cannot listen on {args.host} ports {port_base}-{port_base + 3}: {exc.strerror or exc}"
+        ) from None
 
 
 async def _serve(config: SimulatorConfig, knobs: dict[str, object], host: str, port_base: int) -> int:

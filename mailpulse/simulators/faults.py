@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from typing import Any
 
 __all__ = [
     "ProviderFaults",
@@ -36,7 +37,20 @@ PROVIDERS = ("smartcq", "smtpeter", "supersend", "smartersends")
 #: What one scripted fault can be. ``429:N`` sets Retry-After to N seconds,
 #: ``slow:MS`` delays by MS milliseconds, ``disconnect`` drops the connection
 #: without a reply; ``ok`` lets one request through.
-SCRIPT_TOKENS = ("429", "500", "502", "503", "504", "malformed", "invalid-json", "wrong-shape", "slow", "disconnect", "no-url", "ok")
+SCRIPT_TOKENS = (
+    "429",
+    "500",
+    "502",
+    "503",
+    "504",
+    "malformed",
+    "invalid-json",
+    "wrong-shape",
+    "slow",
+    "disconnect",
+    "no-url",
+    "ok",
+)
 
 #: The three ways a record is corrupted, picked per record from its seed.
 BAD_KINDS = ("missing id", "unparsable timestamp", "unknown status")

@@ -137,7 +137,12 @@ async def _serve(request: web.Request, handler: Handler, sim: Simulator, provide
     if delay_ms:
         await asyncio.sleep(delay_ms / 1000)
     response = await handler(request)
-    if malformed and response.status == 200 and isinstance(response, web.Response) and response.content_type == "application/json":
+    if (
+        malformed
+        and response.status == 200
+        and isinstance(response, web.Response)
+        and response.content_type == "application/json"
+    ):
         if malformed == "malformed":
             malformed = faults.choice(provider, ("invalid-json", "wrong-shape"))
         response = _malform(response, malformed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any, Literal
 
@@ -46,7 +46,7 @@ class SimulatorConfig:
     #: Messages (sends) per provider, roughly, history and future together.
     size: int = 2000
     #: Simulated time at which the dataset's history begins.
-    start: datetime = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    start: datetime = datetime(2026, 11, 1, tzinfo=UTC)
     #: The clock starts at ``start + history``.
     history: timedelta = timedelta(days=3)
     #: Records keep being created (and mutating) this long after the clock start.
@@ -86,7 +86,9 @@ class LoggedRequest(tuple):  # type: ignore[type-arg]
     at: float
     sim_time: datetime
 
-    def __new__(cls, provider: str, method: str, path: str, query: dict[str, str], status: int, at: float, sim_time: datetime) -> "LoggedRequest":
+    def __new__(
+        cls, provider: str, method: str, path: str, query: dict[str, str], status: int, at: float, sim_time: datetime
+    ) -> LoggedRequest:
         obj = super().__new__(cls, (provider, method, path, query, status))
         obj.at = at
         obj.sim_time = sim_time

@@ -25,13 +25,13 @@ from mailpulse.simulators._util import (
     MINUTE,
     SECOND,
     BadInput,
+    UuidFactory,
     iso_ms,
     json_response,
     lognormal_ms,
+    parse_iso_us,
     pick,
     ri,
-    parse_iso_us,
-    UuidFactory,
     seeded_uuid,
     td_ms,
     to_ms,
@@ -58,7 +58,18 @@ __all__ = [
     "GIANT_RUN_SIZES",
 ]
 
-SEND_STATUSES = ("queued", "sent", "delivered", "opened", "clicked", "bounced", "complained", "suppressed", "failed", "delayed")
+SEND_STATUSES = (
+    "queued",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
+    "complained",
+    "suppressed",
+    "failed",
+    "delayed",
+)
 EMAIL_STATUSES = ("active", "unsubscribed", "bounced", "complained", "suppressed", "pending_review")
 STAGES = ("lead", "prospect", "customer", "ex_customer")
 #: Two campaigns launched at the same instant: together more than the 500 a page can hold.
@@ -66,7 +77,20 @@ GIANT_RUN_SIZES = (320, 290)
 SENDS_LIMIT = (1, 500, 100)  # min, max, default: the API reference
 CONTACTS_LIMIT = (1, 200, 50)  # the API reference
 
-_FIRST = ("Mario", "Giulia", "Luca", "Francesca", "Marco", "Chiara", "Andrea", "Sara", "Paolo", "Elena", "Davide", "Anna")
+_FIRST = (
+    "Mario",
+    "Giulia",
+    "Luca",
+    "Francesca",
+    "Marco",
+    "Chiara",
+    "Andrea",
+    "Sara",
+    "Paolo",
+    "Elena",
+    "Davide",
+    "Anna",
+)
 _LAST = ("Rossi", "Bianchi", "Russo", "Ferrari", "Esposito", "Romano", "Colombo", "Ricci", "Marino", "Greco")
 _DOMAINS = ("example.com", "example.it", "posta.example.org", "azienda.example.net")
 _TAGS = ("cliente-storico", "milano", "roma", "newsletter", "vip", "fiera-2026")
@@ -197,11 +221,15 @@ def generate(config: SimulatorConfig) -> SmartCQData:
     )
 
 
-def _contacts(rng: random.Random, bad_rng: random.Random, ids: UuidFactory, n: int, t0: int, clock: int, end: int) -> list[Contact]:
+def _contacts(
+    rng: random.Random, bad_rng: random.Random, ids: UuidFactory, n: int, t0: int, clock: int, end: int
+) -> list[Contact]:
     out: list[Contact] = []
     # Imports: contacts created at one exact instant (ties for the descending cursor), at most
     # about 100 per instant so that a 200-contact page can always hold a whole import.
-    imports = [t0 - ri(rng, 1, 170) * DAY + int(rng.random() * DAY) // SECOND * SECOND for _ in range(max(3, n // 1000))]
+    imports = [
+        t0 - ri(rng, 1, 170) * DAY + int(rng.random() * DAY) // SECOND * SECOND for _ in range(max(3, n // 1000))
+    ]
     for i in range(n):
         r = rng.random()
         if r < 0.05:
@@ -243,7 +271,9 @@ def _contacts(rng: random.Random, bad_rng: random.Random, ids: UuidFactory, n: i
     return out
 
 
-def _send(rng: random.Random, bad_rng: random.Random, ids: UuidFactory, cid: str, contact: Contact, created: int, sent_at: int) -> Send:
+def _send(
+    rng: random.Random, bad_rng: random.Random, ids: UuidFactory, cid: str, contact: Contact, created: int, sent_at: int
+) -> Send:
     timeline: list[tuple[int, str, str | None]] = [(created, "queued", None)]
     sent = delivered = opened = clicked = None
     r = rng.random()
@@ -426,7 +456,9 @@ def page_contacts(
     return out, None
 
 
-def snapshot(data: SmartCQData, now: int, bad_rate: float, kind: str = "sends", include_archived: bool = False) -> list[dict[str, Any]]:
+def snapshot(
+    data: SmartCQData, now: int, bad_rate: float, kind: str = "sends", include_archived: bool = False
+) -> list[dict[str, Any]]:
     """Everything the API would list right now, unpaginated, in API order."""
     if kind == "sends":
         hi = bisect_right(data.send_keys, now)

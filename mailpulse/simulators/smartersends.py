@@ -30,9 +30,9 @@ from mailpulse.simulators._util import (
     iso_us,
     json_response,
     lognormal_ms,
+    parse_loose,
     pick,
     ri,
-    parse_loose,
     sql_s,
     td_ms,
     to_ms,
@@ -76,7 +76,15 @@ TENANT = "4242"
 _GROUPS = ((5, "Marketing"), (7, "Sales"), (12, "Support"), (14, "Events"), (21, "Partners"))
 _USERS = ("Dana Fox", "Ivo Peters", "Noor Haddad", "Kim Berg")
 _TEMPLATES = ("Monthly newsletter", "Product launch", "Event invite", "Plain text", None)
-_NAMES = ("Winter promo", "Product update", "Webinar invite", "Customer survey", "Holiday hours", "Feature spotlight", "Renewal reminder")
+_NAMES = (
+    "Winter promo",
+    "Product update",
+    "Webinar invite",
+    "Customer survey",
+    "Holiday hours",
+    "Feature spotlight",
+    "Renewal reminder",
+)
 
 
 @dataclass(slots=True)
@@ -213,22 +221,51 @@ def generate(config: SimulatorConfig) -> SmarterSendsData:
         escalations = (created + ri(rng, HOUR, 2 * DAY),) if rng.random() < 0.08 else ()
         closed = max(inbound + outbound) + ri(rng, HOUR, 4 * DAY) if rng.random() < 0.5 else None
         conversations.append(
-            Conversation(created, int(rng.random() * len(_GROUPS)), tuple(inbound), tuple(outbound), tuple(reads), reminders, escalations, closed)
+            Conversation(
+                created,
+                int(rng.random() * len(_GROUPS)),
+                tuple(inbound),
+                tuple(outbound),
+                tuple(reads),
+                reminders,
+                escalations,
+                closed,
+            )
         )
 
     events: list[CalendarEvent] = []
     sends = [c for c in campaigns if c.send_time is not None][: max(6, config.size // 100)]
     specs: list[tuple[int, dict[str, Any]]] = []
     for c in sends:
-        specs.append((c.statuses[0][0], _one_time(f"Send: {c.name}", c.send_time or 0, 30 * MINUTE, [c.group], f"Scheduled send of campaign {c.id}")))
+        specs.append(
+            (
+                c.statuses[0][0],
+                _one_time(
+                    f"Send: {c.name}", c.send_time or 0, 30 * MINUTE, [c.group], f"Scheduled send of campaign {c.id}"
+                ),
+            )
+        )
     for k in range(max(6, config.size // 200)):
         created = created_after(t0 - 30 * DAY) // 1000 * 1000
         starts = (created + ri(rng, DAY, 10 * DAY)) // HOUR * HOUR
         if k % 2:
-            fields = _one_time(pick(rng, ("Team Sync", "Quarterly review", "Content planning")), starts, HOUR, [int(rng.random() * len(_GROUPS))], "Planning meeting")
+            fields = _one_time(
+                pick(rng, ("Team Sync", "Quarterly review", "Content planning")),
+                starts,
+                HOUR,
+                [int(rng.random() * len(_GROUPS))],
+                "Planning meeting",
+            )
         else:
             fields = _one_time("Weekly Training", starts, HOUR, [], "Recurring training")
-            fields.update(repeats=True, repeat_type="weekly", repeat_interval=1, repeat_days=["MO"], max_occurrences=pick(rng, (None, 8)), all_groups=True)
+            fields.update(
+                repeats=True,
+                repeat_type="weekly",
+                repeat_interval=1,
+                repeat_days=["MO"],
+                max_occurrences=pick(rng, (None, 8)),
+                all_groups=True,
+            )
         specs.append((created, fields))
     for i, (created, fields) in enumerate(specs):
         versions = [(created, fields)]
@@ -426,12 +463,18 @@ def conversations_report(data: SmarterSendsData, now: int, start_ms: int, end_ms
     facts = [_conversation_facts(c, now) for c in chosen]
     by_group = []
     for gi, (gid, gname) in enumerate(_GROUPS):
-        group_facts = [f for f, c in zip(facts, chosen) if c.group == gi]
+        group_facts = [f for f, c in zip(facts, chosen, strict=True) if c.group == gi]
         if not group_facts:
             continue
         full = _rollup(group_facts)
         row = {"group_id": gid, "group_name": gname}
-        row.update({k: v for k, v in full.items() if k not in ("avg_sent_messages_per_conversation", "avg_received_messages_per_conversation")})
+        row.update(
+            {
+                k: v
+                for k, v in full.items()
+                if k not in ("avg_sent_messages_per_conversation", "avg_received_messages_per_conversation")
+            }
+        )
         by_group.append(row)
     return {
         "range": {"start": iso_s(start_ms), "end": iso_s(end_ms)},
@@ -441,7 +484,7 @@ def conversations_report(data: SmarterSendsData, now: int, start_ms: int, end_ms
 
 
 def default_conversation_range(now: int) -> tuple[int, int]:
-    """"start_date defaults to 30 days ago, end_date to today" (whole days)."""
+    """ "start_date defaults to 30 days ago, end_date to today" (whole days)."""
     today = now // DAY * DAY
     return today - 30 * DAY, today + DAY - 1
 
@@ -474,7 +517,16 @@ def render_event(e: CalendarEvent, now: int, bad_rate: float = 0.0) -> dict[str,
     out: dict[str, Any] = {"id": e.id, "name": fields["name"]}
     out["start_date"] = iso_us(fields["start_date"])
     out["end_date"] = iso_us(fields["end_date"]) if fields["end_date"] is not None else None
-    for key in ("description", "repeats", "repeat_type", "max_occurrences", "repeat_interval", "repeat_days", "repeat_months", "all_groups"):
+    for key in (
+        "description",
+        "repeats",
+        "repeat_type",
+        "max_occurrences",
+        "repeat_interval",
+        "repeat_days",
+        "repeat_months",
+        "all_groups",
+    ):
         out[key] = fields[key]
     out["created_at"] = iso_us(e.created)
     out["updated_at"] = iso_us(updated)
@@ -590,7 +642,9 @@ async def export_campaigns(request: web.Request) -> web.Response:
     if not documented or setting not in ("both", method):
         supported = "POST" if method == "GET" else "GET, HEAD"
         return json_response(
-            {"message": f"The {method} method is not supported for route {path.lstrip('/')}. Supported methods: {supported}."},
+            {
+                "message": f"The {method} method is not supported for route {path.lstrip('/')}. Supported methods: {supported}."
+            },
             status=405,
             headers={"Allow": supported},
         )
@@ -694,10 +748,20 @@ async def download(request: web.Request) -> web.Response:
     token, _, _ext = request.match_info["name"].partition(".")
     stored = sim.exports.get(token)
     if stored is None:
-        return web.Response(text='<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code></Error>', status=404, content_type="application/xml")
+        return web.Response(
+            text='<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code></Error>',
+            status=404,
+            content_type="application/xml",
+        )
     expires, content_type, body = stored
-    if request.query.get("signature") != _signature(token, expires) or request.query.get("expires") != str(expires // 1000):
-        return web.Response(text='<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SignatureDoesNotMatch</Code></Error>', status=403, content_type="application/xml")
+    if request.query.get("signature") != _signature(token, expires) or request.query.get("expires") != str(
+        expires // 1000
+    ):
+        return web.Response(
+            text='<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SignatureDoesNotMatch</Code></Error>',
+            status=403,
+            content_type="application/xml",
+        )
     if sim.now_ms > expires:
         return web.Response(text=_EXPIRED, status=403, content_type="application/xml")
     return web.Response(body=body, content_type=content_type)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from operator import itemgetter
-from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -72,8 +72,17 @@ _AGENTS = (
     "User-Agent: Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)\nAccept: */*",
     "User-Agent: Mozilla/5.0 (via ggpht.com GoogleImageProxy)\nAccept: image/*",
 )
-_URLS = ("https://acme.example/news", "https://acme.example/shop?c=winter", "https://acme.example/account", "https://acme.example/unsubscribe")
-_HARD = ((550, "5.1.1", "User unknown", "rcpt"), (550, "5.7.1", "Message rejected as spam", "data"), (554, "5.0.0", "Mailbox unavailable", "rcpt"))
+_URLS = (
+    "https://acme.example/news",
+    "https://acme.example/shop?c=winter",
+    "https://acme.example/account",
+    "https://acme.example/unsubscribe",
+)
+_HARD = (
+    (550, "5.1.1", "User unknown", "rcpt"),
+    (550, "5.7.1", "Message rejected as spam", "data"),
+    (554, "5.0.0", "Mailbox unavailable", "rcpt"),
+)
 _SOFT = ((421, "4.4.1", "Connection timed out", "connect"), (452, "4.2.2", "Mailbox full", "rcpt"))
 _DSN = "Content-Type: multipart/report; report-type=delivery-status\n\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 No such user"
 _OOO = "Subject: Automatic reply: out of office\n\nI am out of the office until Monday."
@@ -184,7 +193,9 @@ def _lifecycle(rng: random.Random, sent: int) -> list[tuple[int, str, tuple[Any,
     if r < 0.03:
         if rng.random() < 0.7:
             code, status, text, state = pick(rng, _HARD)
-            out.append((sent + ri(rng, 1, 20) * SECOND, "failure", (0, out_ip, mx, "permanent", code, status, text, state)))
+            out.append(
+                (sent + ri(rng, 1, 20) * SECOND, "failure", (0, out_ip, mx, "permanent", code, status, text, state))
+            )
         else:
             code, status, text, state = pick(rng, _SOFT)
             gave_up = sent + ri(rng, DAY, 3 * DAY)
@@ -203,7 +214,12 @@ def _lifecycle(rng: random.Random, sent: int) -> list[tuple[int, str, tuple[Any,
         opens: list[int] = []
         for _ in range(pick(rng, (1, 1, 1, 2, 2, 3, 4))):
             opens.append(at)
-            extra = (f"198.51.100.{ri(rng, 1, 254)}", int(rng.random() * len(_AGENTS)), int(rng.random() * len(_GEO)), "https")
+            extra = (
+                f"198.51.100.{ri(rng, 1, 254)}",
+                int(rng.random() * len(_AGENTS)),
+                int(rng.random() * len(_GEO)),
+                "https",
+            )
             out.append((at, "open", extra))
             if rng.random() < 0.04:
                 out.append((at, "open", extra))  # the same pixel fetch logged twice: an identical duplicate
@@ -211,7 +227,13 @@ def _lifecycle(rng: random.Random, sent: int) -> list[tuple[int, str, tuple[Any,
         if rng.random() < 0.3:
             for _ in range(pick(rng, (1, 1, 2))):
                 clicked = pick(rng, opens) + ri(rng, 5 * SECOND, HOUR)
-                extra = (f"198.51.100.{ri(rng, 1, 254)}", int(rng.random() * len(_AGENTS)), int(rng.random() * len(_GEO)), "https", int(rng.random() * len(_URLS)))
+                extra = (
+                    f"198.51.100.{ri(rng, 1, 254)}",
+                    int(rng.random() * len(_AGENTS)),
+                    int(rng.random() * len(_GEO)),
+                    "https",
+                    int(rng.random() * len(_URLS)),
+                )
                 out.append((clicked, "click", extra))
     if rng.random() < 0.004:
         out.append((delivered + ri(rng, HOUR, 3 * DAY), "abuse", ()))
@@ -222,7 +244,9 @@ def _lifecycle(rng: random.Random, sent: int) -> list[tuple[int, str, tuple[Any,
 # Rendering
 
 
-def render_event(data: SMTPeterData, ev: tuple[int, int, str, tuple[Any, ...], float], bad_rate: float = 0.0) -> dict[str, Any]:
+def render_event(
+    data: SMTPeterData, ev: tuple[int, int, str, tuple[Any, ...], float], bad_rate: float = 0.0
+) -> dict[str, Any]:
     at, mi, etype, extra, ubad = ev
     m = data.messages[mi]
     d: dict[str, Any] = {"id": m.id, "time": sql_s(at)}
@@ -264,7 +288,7 @@ def render_event(data: SMTPeterData, ev: tuple[int, int, str, tuple[Any, ...], f
 
 
 def _day_ms(d: date) -> int:
-    return to_ms(datetime(d.year, d.month, d.day, tzinfo=timezone.utc))
+    return to_ms(datetime(d.year, d.month, d.day, tzinfo=UTC))
 
 
 def resolve_window(start: date | None, end: date | None, default: tuple[date, date]) -> tuple[date, date]:
@@ -371,7 +395,14 @@ def bad_records(data: SMTPeterData, now: int, bad_rate: float) -> list[dict[str,
     for ev in data.events[:hi]:
         kind = bad_kind(ev[4], bad_rate)
         if kind:
-            out.append({"kind": "events", "id": data.messages[ev[1]].id, "reason": kind, "payload": render_event(data, ev, bad_rate)})
+            out.append(
+                {
+                    "kind": "events",
+                    "id": data.messages[ev[1]].id,
+                    "reason": kind,
+                    "payload": render_event(data, ev, bad_rate),
+                }
+            )
     return out
 
 

@@ -25,13 +25,13 @@ from mailpulse.simulators._util import (
     MINUTE,
     SECOND,
     BadInput,
+    UuidFactory,
     iso_s,
     json_response,
     lognormal_ms,
+    parse_iso_us,
     pick,
     ri,
-    parse_iso_us,
-    UuidFactory,
     seeded_uuid,
     td_ms,
     to_ms,
@@ -59,7 +59,19 @@ EVENT_TYPES = (
     "scheduled", "sent", "open", "reply", "click", "bounce", "unsubscribe", "visit", "message",
     "follow", "unfollow", "like", "connection_request", "move_contact", "http_api_request",
 )  # fmt: skip
-CHANNELS = ("email", "linkedin", "twitter", "text", "call", "instagram", "tiktok", "email_warm", "task", "move_contact", "http_api")
+CHANNELS = (
+    "email",
+    "linkedin",
+    "twitter",
+    "text",
+    "call",
+    "instagram",
+    "tiktok",
+    "email_warm",
+    "task",
+    "move_contact",
+    "http_api",
+)
 LIMIT = (1, 100, 50)  # min, max, default: the API reference
 TEAM_IDS = ("sim-team-eu", "sim-team-us")
 
@@ -114,7 +126,9 @@ def generate(config: SimulatorConfig) -> SuperSendData:
     teams = [{"id": TEAM_IDS[0], "name": "Sales EU"}, {"id": TEAM_IDS[1], "name": "Sales US"}]
     campaigns = [
         {"id": seeded_uuid(rng), "name": name, "team": i % len(teams)}
-        for i, name in enumerate(("Q4 Outreach", "Webinar follow-up", "Partner intro", "Re-engagement", "LinkedIn warmup"))
+        for i, name in enumerate(
+            ("Q4 Outreach", "Webinar follow-up", "Partner intro", "Re-engagement", "LinkedIn warmup")
+        )
     ]
     contacts = []
     for i in range(max(10, config.size // 2)):
@@ -125,7 +139,9 @@ def generate(config: SimulatorConfig) -> SuperSendData:
                 "email": f"{first.lower()}.{last.lower()}{i}@prospect.example",
                 "first_name": first,
                 "last_name": last,
-                "linkedin_url": f"https://www.linkedin.com/in/{first.lower()}-{last.lower()}-{i}" if rng.random() < 0.4 else None,
+                "linkedin_url": f"https://www.linkedin.com/in/{first.lower()}-{last.lower()}-{i}"
+                if rng.random() < 0.4
+                else None,
             }
         )
     senders = [
@@ -138,9 +154,24 @@ def generate(config: SimulatorConfig) -> SuperSendData:
         sent = ri(rng, clock + 1, end) if end > clock and rng.random() < config.future_fraction else ri(rng, t0, clock)
         sent = sent // SECOND * SECOND
         if rng.random() < 0.9:
-            rows.extend(_email_flow(rng, bad_rng, ids, sent, int(rng.random() * 4), int(rng.random() * len(contacts)), int(rng.random() * len(senders)), campaigns))
+            rows.extend(
+                _email_flow(
+                    rng,
+                    bad_rng,
+                    ids,
+                    sent,
+                    int(rng.random() * 4),
+                    int(rng.random() * len(contacts)),
+                    int(rng.random() * len(senders)),
+                    campaigns,
+                )
+            )
         else:
-            rows.extend(_linkedin_flow(rng, bad_rng, ids, sent, int(rng.random() * len(contacts)), int(rng.random() * len(senders))))
+            rows.extend(
+                _linkedin_flow(
+                    rng, bad_rng, ids, sent, int(rng.random() * len(contacts)), int(rng.random() * len(senders))
+                )
+            )
     rows.sort(key=attrgetter("date", "id"))
     return SuperSendData(
         rows=rows,
@@ -156,13 +187,37 @@ def generate(config: SimulatorConfig) -> SuperSendData:
 _NO_FLAGS = (False, False, False, False, False, False, False)
 
 
-def _email_flow(rng: random.Random, bad_rng: random.Random, ids: UuidFactory, sent: int, campaign: int, contact: int, sender: int, campaigns: list[dict[str, Any]]) -> list[Row]:
+def _email_flow(
+    rng: random.Random,
+    bad_rng: random.Random,
+    ids: UuidFactory,
+    sent: int,
+    campaign: int,
+    contact: int,
+    sender: int,
+    campaigns: list[dict[str, Any]],
+) -> list[Row]:
     step = ri(rng, 1, 3)
     subject = _SUBJECTS[step - 1].format(c=campaigns[campaign]["name"])
     email_id, thread_id = ids(), ids()
 
     def row(kind: str, at: int, flags: tuple[bool, ...] = _NO_FLAGS, updates: tuple[tuple[int, str], ...] = ()) -> Row:
-        return Row(ids(), kind, "email", at // SECOND * SECOND, step, campaign, contact, sender, email_id, thread_id, subject, flags, updates, bad_rng.random())  # type: ignore[arg-type]
+        return Row(
+            ids(),
+            kind,
+            "email",
+            at // SECOND * SECOND,
+            step,
+            campaign,
+            contact,
+            sender,
+            email_id,
+            thread_id,
+            subject,
+            flags,
+            updates,
+            bad_rng.random(),
+        )  # type: ignore[arg-type]
 
     out = [row("scheduled", sent - ri(rng, 5 * MINUTE, DAY))]
     updates: list[tuple[int, str]] = []
@@ -195,15 +250,37 @@ def _email_flow(rng: random.Random, bad_rng: random.Random, ids: UuidFactory, se
     return out
 
 
-def _linkedin_flow(rng: random.Random, bad_rng: random.Random, ids: UuidFactory, at: int, contact: int, sender: int) -> list[Row]:
+def _linkedin_flow(
+    rng: random.Random, bad_rng: random.Random, ids: UuidFactory, at: int, contact: int, sender: int
+) -> list[Row]:
     campaign = 4  # "LinkedIn warmup"
     thread_id = ids()
 
-    def row(kind: str, when: int, flags: tuple[bool, ...] = _NO_FLAGS, updates: tuple[tuple[int, str], ...] = ()) -> Row:
-        return Row(ids(), kind, "linkedin", when // SECOND * SECOND, 1, campaign, contact, sender, None, thread_id, None, flags, updates, bad_rng.random())  # type: ignore[arg-type]
+    def row(
+        kind: str, when: int, flags: tuple[bool, ...] = _NO_FLAGS, updates: tuple[tuple[int, str], ...] = ()
+    ) -> Row:
+        return Row(
+            ids(),
+            kind,
+            "linkedin",
+            when // SECOND * SECOND,
+            1,
+            campaign,
+            contact,
+            sender,
+            None,
+            thread_id,
+            None,
+            flags,
+            updates,
+            bad_rng.random(),
+        )  # type: ignore[arg-type]
 
     accepted = at + ri(rng, HOUR, 3 * DAY) if rng.random() < 0.5 else None
-    out = [row("visit", at - ri(rng, MINUTE, HOUR)), row("connection_request", at, _NO_FLAGS, ((accepted, "accepted"),) if accepted else ())]
+    out = [
+        row("visit", at - ri(rng, MINUTE, HOUR)),
+        row("connection_request", at, _NO_FLAGS, ((accepted, "accepted"),) if accepted else ()),
+    ]
     if accepted is not None:
         out.append(row("message", accepted + ri(rng, MINUTE, HOUR)))
         if rng.random() < 0.3:
@@ -339,7 +416,9 @@ def query_rows(
     return out
 
 
-def snapshot(data: SuperSendData, now: int, bad_rate: float, kind: str = "events", **filters: Any) -> list[dict[str, Any]]:
+def snapshot(
+    data: SuperSendData, now: int, bad_rate: float, kind: str = "events", **filters: Any
+) -> list[dict[str, Any]]:
     """All rows visible now, newest first (``kind="teams"|"campaigns"`` for the reference lists)."""
     if kind == "teams":
         return [dict(t) for t in data.teams]
@@ -365,7 +444,9 @@ def bad_records(data: SuperSendData, now: int, bad_rate: float) -> list[dict[str
 
 
 def _error(status: int, code: str, message: str, request_id: str) -> web.Response:
-    return json_response({"success": False, "error": {"code": code, "message": message}, "request_id": request_id}, status=status)
+    return json_response(
+        {"success": False, "error": {"code": code, "message": message}, "request_id": request_id}, status=status
+    )
 
 
 def _request_id(sim: Any) -> str:
@@ -445,7 +526,13 @@ async def get_event(request: web.Request) -> web.Response:
     wanted = request.match_info["id"]
     for r in data.rows[: bisect_right(data.dates, now)]:
         if r.id == wanted:
-            return json_response({"success": True, "data": render_row(data, r, now, sim.faults["supersend"].bad_record_rate), "request_id": rid})
+            return json_response(
+                {
+                    "success": True,
+                    "data": render_row(data, r, now, sim.faults["supersend"].bad_record_rate),
+                    "request_id": rid,
+                }
+            )
     return _error(404, "NOT_FOUND", "Event not found", rid)
 
 

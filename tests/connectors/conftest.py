@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any
 
 import orjson
 import pytest
 
+from mailpulse.config import Config
 from mailpulse.connectors.http import RetryPolicy
 from mailpulse.connectors.runner import SourceRunner
 from mailpulse.connectors.state import scan_topic
-from mailpulse.config import Config
 from mailpulse.simulators import Simulator, SimulatorConfig, serve_simulators
 from mailpulse.topics.contracts import TopicSpec, topic_name
 
@@ -28,19 +29,27 @@ SOURCE_KEYS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_config(bootstrap: str, prefix: str, urls: dict[str, str], providers: tuple[str, ...], **source_overrides: Any) -> Config:
+def make_config(
+    bootstrap: str, prefix: str, urls: dict[str, str], providers: tuple[str, ...], **source_overrides: Any
+) -> Config:
     sources = []
     for provider in providers:
         entry = {"name": f"acme-{provider}", "provider": provider, "base_url": urls[provider], **SOURCE_KEYS[provider]}
         entry.update(source_overrides.get(provider, {}))
         sources.append(entry)
     return Config.model_validate(
-        {"kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix}, "connect": {"metrics_port": 0, "batch_size": 2000}, "sources": sources}
+        {
+            "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix},
+            "connect": {"metrics_port": 0, "batch_size": 2000},
+            "sources": sources,
+        }
     )
 
 
 def runner_for(config: Config, provider: str, sim: Any, **kw: Any) -> SourceRunner:
-    return SourceRunner(config, config.source(f"acme-{provider}"), clock=lambda: sim.now, retry=kw.pop("retry", FAST_RETRY), **kw)
+    return SourceRunner(
+        config, config.source(f"acme-{provider}"), clock=lambda: sim.now, retry=kw.pop("retry", FAST_RETRY), **kw
+    )
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,9 @@ class Record:
     value: dict[str, Any] | None
 
 
-async def read_topic(bootstrap: str, prefix: str, spec: TopicSpec, *, isolation: str = "read_committed") -> list[Record]:
+async def read_topic(
+    bootstrap: str, prefix: str, spec: TopicSpec, *, isolation: str = "read_committed"
+) -> list[Record]:
     """Every record of the topic written so far (read committed by default), in partition order."""
     out: list[Record] = []
 
@@ -101,14 +112,27 @@ def running_source(kafka: Any, topic_prefix: str) -> RunningSourceFactory:
 
     @asynccontextmanager
     async def start(
-        provider: str, seed: int, size: int, *, streams: tuple[str, ...] | None = None, settings: dict[str, Any] | None = None
+        provider: str,
+        seed: int,
+        size: int,
+        *,
+        streams: tuple[str, ...] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> AsyncIterator[RunningSource]:
         sim = Simulator(SimulatorConfig(seed=seed, size=size))
         for key, value in (settings or {}).items():
             setattr(sim.settings, key, value)
         async with serve_simulators(sim, providers=(provider,)) as urls:
             config = make_config(kafka.bootstrap, topic_prefix, urls, (provider,))
-            src = RunningSource(sim, config, runner_for(config, provider, sim, streams=streams), kafka.bootstrap, topic_prefix, provider, streams)
+            src = RunningSource(
+                sim,
+                config,
+                runner_for(config, provider, sim, streams=streams),
+                kafka.bootstrap,
+                topic_prefix,
+                provider,
+                streams,
+            )
             await src.runner.start()
             try:
                 yield src

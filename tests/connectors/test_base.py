@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -15,7 +16,7 @@ from mailpulse.connectors.errors import NormalisationError
 from mailpulse.connectors.publisher import OutRecord
 from mailpulse.topics.events import EmailEvent, EventType, make_event_id
 
-NOW = datetime(2026, 11, 4, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 4, tzinfo=UTC)
 
 
 class Source:
@@ -43,7 +44,15 @@ class ListStream(Stream):
         if "id" not in raw:
             raise NormalisationError("id", "missing")
         return [
-            EmailEvent(make_event_id("fake", "acme", raw["id"], "sent"), "fake", "acme", EventType.SENT, NOW, observed_at, raw["id"])
+            EmailEvent(
+                make_event_id("fake", "acme", raw["id"], "sent"),
+                "fake",
+                "acme",
+                EventType.SENT,
+                NOW,
+                observed_at,
+                raw["id"],
+            )
         ]
 
 
@@ -63,7 +72,16 @@ class MemoryPublisher:
 
 
 def runner(stream: Stream, publisher: MemoryPublisher, **kw: Any) -> StreamRunner:
-    return StreamRunner(stream, publisher=publisher, prefix="p.", clock=lambda: NOW, cursor=None, event_index=EventIndex(), change_indexes={}, **kw)  # type: ignore[arg-type]
+    return StreamRunner(
+        stream,
+        publisher=publisher,
+        prefix="p.",
+        clock=lambda: NOW,
+        cursor=None,
+        event_index=EventIndex(),
+        change_indexes={},
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 async def test_a_bad_record_goes_to_the_dlq_with_reason_and_payload_and_the_rest_is_published():
@@ -92,11 +110,20 @@ async def test_each_transaction_carries_its_events_and_the_cursor_after_them():
 async def test_a_failed_transaction_moves_neither_cursor_nor_index_and_the_retry_publishes_once():
     pub = MemoryPublisher(fail_times=1)
     r = runner(ListStream([[{"id": "a"}, {"id": "b"}]]), pub)
-    before = REGISTRY.get_sample_value("mailpulse_connector_transactions_total", {"provider": "fake", "source": "acme", "stream": "events", "outcome": "aborted"}) or 0
+    before = (
+        REGISTRY.get_sample_value(
+            "mailpulse_connector_transactions_total",
+            {"provider": "fake", "source": "acme", "stream": "events", "outcome": "aborted"},
+        )
+        or 0
+    )
     with pytest.raises(RuntimeError):
         await r.run_pass(Plan("poll", NOW))
     assert r.cursor is None and len(r.event_index) == 0
-    after = REGISTRY.get_sample_value("mailpulse_connector_transactions_total", {"provider": "fake", "source": "acme", "stream": "events", "outcome": "aborted"})
+    after = REGISTRY.get_sample_value(
+        "mailpulse_connector_transactions_total",
+        {"provider": "fake", "source": "acme", "stream": "events", "outcome": "aborted"},
+    )
     assert after == before + 1
     assert (await r.run_pass(Plan("poll", NOW))).events == 2
     assert (await r.run_pass(Plan("poll", NOW))).events == 0
@@ -122,11 +149,20 @@ async def test_a_record_of_an_unforeseen_shape_goes_to_the_dlq_instead_of_stalli
         def normalise_record(self, raw: Any, observed_at: datetime) -> list[Any]:
             return supersend.normalise(raw, source="acme", observed_at=observed_at)
 
-    good = {"id": "r1", "type": "sent", "channel": "email", "date": "2026-11-03T23:59:59Z", "email_id": "m1",
-            "contact": {"id": "k1", "email": "A@example.com"}, "campaign": {"id": "c1"}}
+    good = {
+        "id": "r1",
+        "type": "sent",
+        "channel": "email",
+        "date": "2026-11-03T23:59:59Z",
+        "email_id": "m1",
+        "contact": {"id": "k1", "email": "A@example.com"},
+        "campaign": {"id": "c1"},
+    }
     bad = {**good, "id": "r2", "email_id": "m2", "unsubscribes": "3"}
     pub = MemoryPublisher()
-    result = await runner(SuperSendRows([[good, bad, {**good, "id": "r3", "email_id": "m3"}]]), pub).run_pass(Plan("poll", NOW))
+    result = await runner(SuperSendRows([[good, bad, {**good, "id": "r3", "email_id": "m3"}]]), pub).run_pass(
+        Plan("poll", NOW)
+    )
     assert (result.events, result.dlq) == (2, 1)
     [letter] = pub.topic("dlq.v1")
     body = orjson.loads(letter.value)

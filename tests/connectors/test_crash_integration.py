@@ -7,15 +7,16 @@ import os
 import signal
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mailpulse.simulators import Simulator, SimulatorConfig, serve_simulators
+from mailpulse.topics.contracts import CHECKPOINTS, EVENTS
 from tests.connectors.conftest import facts, read_topic
 from tests.connectors.providers.test_smartcq_integration import expected_facts
-from mailpulse.topics.contracts import CHECKPOINTS, EVENTS
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,9 @@ def write_config(path: Path, bootstrap: str, prefix: str, url: str) -> Path:
             {
                 "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix},
                 "connect": {"metrics_port": 0, "batch_size": 1500},
-                "sources": [{"name": "acme-smartcq", "provider": "smartcq", "base_url": url, "api_key": "sim-smartcq-key"}],
+                "sources": [
+                    {"name": "acme-smartcq", "provider": "smartcq", "base_url": url, "api_key": "sim-smartcq-key"}
+                ],
             }
         )
     )
@@ -37,9 +40,20 @@ async def backfill(config: Path, log: Path) -> asyncio.subprocess.Process:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("MAILPULSE_KAFKA_BOOTSTRAP", None)
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mailpulse.cli", "backfill", "--config", str(config),
-        "--source", "acme-smartcq", "--since", "2026-10-25", "--no-progress",
-        stdout=log.open("ab"), stderr=asyncio.subprocess.STDOUT, env=env,
+        sys.executable,
+        "-m",
+        "mailpulse.cli",
+        "backfill",
+        "--config",
+        str(config),
+        "--source",
+        "acme-smartcq",
+        "--since",
+        "2026-10-25",
+        "--no-progress",
+        stdout=log.open("ab"),
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
     )
 
 
@@ -77,38 +91,54 @@ async def test_sigkill_mid_backfill_then_restart_publishes_every_fact_exactly_on
     # The restart resumed from the committed cursor rather than from --since.
     resumed = [r for r in sim.request_log if r[0] == "smartcq" and r[2] == "/api/v1/sends"]
     assert any(q.get("since", "").startswith("2026-10-25") for (_, _, _, q, _) in [r[:5] for r in resumed][:1])
-    checkpoint = [r.value for r in await read_topic(kafka.bootstrap, topic_prefix, CHECKPOINTS) if r.key == "acme-smartcq/sends.backfill"]
+    checkpoint = [
+        r.value
+        for r in await read_topic(kafka.bootstrap, topic_prefix, CHECKPOINTS)
+        if r.key == "acme-smartcq/sends.backfill"
+    ]
     assert checkpoint[-1]["cursor"]["done"] is True
     # Records of the transaction the kill left open are on the log, aborted: read_uncommitted sees more.
     uncommitted = await read_topic(kafka.bootstrap, topic_prefix, EVENTS, isolation="read_uncommitted")
-    print(f"events: {len(events)} committed, {len(uncommitted) - len(events)} aborted by the crash; log:\n{log.read_text()[-1500:]}")
+    print(
+        f"events: {len(events)} committed, {len(uncommitted) - len(events)} aborted by the crash; log:\n{log.read_text()[-1500:]}"
+    )
 
 
 async def test_a_transaction_left_open_by_a_dead_poller_is_aborted_and_its_facts_published_once(kafka, topic_prefix):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import orjson
     from aiokafka import AIOKafkaProducer
 
     from mailpulse.connectors.providers.smartcq import normalise
     from mailpulse.connectors.publisher import transactional_id
-    from tests.connectors.conftest import make_config, runner_for
     from mailpulse.topics.contracts import topic_name
     from mailpulse.topics.events import encode_event
+    from tests.connectors.conftest import make_config, runner_for
 
     sim = Simulator(SimulatorConfig(seed=32, size=1000))
     truth = expected_facts(sim.snapshot("smartcq"))
     # The dead predecessor: the same transactional id, a batch and a cursor far ahead sent, never committed.
     ghost = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap, transactional_id=transactional_id(topic_prefix, "acme-smartcq", "sends"), enable_idempotence=True
+        bootstrap_servers=kafka.bootstrap,
+        transactional_id=transactional_id(topic_prefix, "acme-smartcq", "sends"),
+        enable_idempotence=True,
     )
     await ghost.start()
     await ghost.begin_transaction()
-    observed = datetime.now(timezone.utc)
-    ghost_events = [e for s in sim.snapshot("smartcq")[:300] for e in normalise(s, source="acme-smartcq", observed_at=observed)]
+    observed = datetime.now(UTC)
+    ghost_events = [
+        e for s in sim.snapshot("smartcq")[:300] for e in normalise(s, source="acme-smartcq", observed_at=observed)
+    ]
     for e in ghost_events:
         await ghost.send(topic_name(EVENTS, topic_prefix), key=e.key.encode(), value=encode_event(e))
-    cursor = {"source": "acme-smartcq", "provider": "smartcq", "stream": "sends", "cursor": {"since": "2030-01-01T00:00:00.000Z"}, "committed_at": "2026-11-23T00:00:00.000Z"}
+    cursor = {
+        "source": "acme-smartcq",
+        "provider": "smartcq",
+        "stream": "sends",
+        "cursor": {"since": "2030-01-01T00:00:00.000Z"},
+        "committed_at": "2026-11-23T00:00:00.000Z",
+    }
     await ghost.send(topic_name(CHECKPOINTS, topic_prefix), key=b"acme-smartcq/sends", value=orjson.dumps(cursor))
     await ghost.flush()
 
@@ -130,4 +160,6 @@ async def test_a_transaction_left_open_by_a_dead_poller_is_aborted_and_its_facts
     got = facts(events)
     assert len(got) == len(set(got)) and set(got) == truth
     uncommitted = await read_topic(kafka.bootstrap, topic_prefix, EVENTS, isolation="read_uncommitted")
-    assert len(uncommitted) == len(events) + len(ghost_events)  # the aborted batch is on the log, invisible to read_committed
+    assert len(uncommitted) == len(events) + len(
+        ghost_events
+    )  # the aborted batch is on the log, invisible to read_committed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from hypothesis import given
@@ -13,9 +13,7 @@ from mailpulse.connectors.cursors import BackfillCursor, LiveCursor, PassKind, p
 from mailpulse.connectors.dedupe import EventIndex
 from tests.connectors.test_base import NOW, ListStream, MemoryPublisher
 
-_times = st.datetimes(
-    min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(timezone.utc)
-)
+_times = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC))
 _overlaps = st.timedeltas(min_value=timedelta(0), max_value=timedelta(hours=2))
 _kinds = st.sampled_from(PassKind)
 
@@ -82,7 +80,13 @@ def _plan(kind: PassKind, now: datetime, lookback: timedelta, since: datetime) -
     return Plan(PassKind.BACKFILL, now, since=since)
 
 
-@given(_kinds, st.none() | _times, _times, st.timedeltas(min_value=timedelta(hours=1), max_value=timedelta(days=60)), _times)
+@given(
+    _kinds,
+    st.none() | _times,
+    _times,
+    st.timedeltas(min_value=timedelta(hours=1), max_value=timedelta(days=60)),
+    _times,
+)
 def test_the_shared_rule_starts_every_provider_where_its_own_code_did(kind, stored, now, lookback, since):
     from mailpulse.connectors.providers.smtpeter import _day
 
@@ -90,9 +94,13 @@ def test_the_shared_rule_starts_every_provider_where_its_own_code_did(kind, stor
     since = plan.since  # reconcile: now - lookback
     window = plan.window_start(lookback)
     assert pass_start(kind, stored, window) == _old_smartcq(kind.value, stored, now, lookback, since)
-    assert pass_start(kind, stored, window, overlap=timedelta(minutes=10)) == _old_supersend(kind.value, stored, now, lookback, since)
+    assert pass_start(kind, stored, window, overlap=timedelta(minutes=10)) == _old_supersend(
+        kind.value, stored, now, lookback, since
+    )
     day_stored = None if stored is None else _day(stored)
-    assert pass_start(kind, day_stored, _day(window), floor_at_window=True) == _old_smtpeter(kind.value, day_stored, now, lookback, since, _day)
+    assert pass_start(kind, day_stored, _day(window), floor_at_window=True) == _old_smtpeter(
+        kind.value, day_stored, now, lookback, since, _day
+    )
 
 
 def test_pass_kinds_are_the_strings_of_checkpoints_metrics_and_the_cli():
@@ -101,15 +109,20 @@ def test_pass_kinds_are_the_strings_of_checkpoints_metrics_and_the_cli():
     assert f"{PassKind.RECONCILE}" == "reconcile"
 
 
-_SINCE = datetime(2026, 10, 1, tzinfo=timezone.utc)
-_UNTIL = datetime(2026, 11, 1, tzinfo=timezone.utc)
+_SINCE = datetime(2026, 10, 1, tzinfo=UTC)
+_UNTIL = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def test_a_backfill_checkpoint_of_another_window_is_ignored_and_one_of_this_window_resumed():
     form = BackfillCursor(_SINCE, _UNTIL)
     mine = form.wrap({"since": "2026-10-07T00:00:00.000Z"})
     other = BackfillCursor(_SINCE, None).wrap({"since": "2026-10-09T00:00:00.000Z"}, done=True)
-    assert mine == {"since": "2026-10-01T00:00:00.000Z", "until": "2026-11-01T00:00:00.000Z", "cursor": {"since": "2026-10-07T00:00:00.000Z"}, "done": False}
+    assert mine == {
+        "since": "2026-10-01T00:00:00.000Z",
+        "until": "2026-11-01T00:00:00.000Z",
+        "cursor": {"since": "2026-10-07T00:00:00.000Z"},
+        "done": False,
+    }
     assert form.adopt(mine) == mine and form.unwrap(mine) == {"since": "2026-10-07T00:00:00.000Z"}
     assert form.adopt(other) is None and form.unwrap(other) is None and not form.is_done(other)
     assert form.adopt({"since": "2026-10-09"}) is None  # a live cursor is no backfill checkpoint
@@ -126,11 +139,24 @@ async def test_a_backfill_runner_wraps_every_checkpoint_in_its_window_and_is_don
     pub = MemoryPublisher()
     form = BackfillCursor(_SINCE, _UNTIL)
     stale = BackfillCursor(_SINCE, None).wrap({"page": 9}, done=True)  # another window: ignored
-    r = StreamRunner(ListStream([[{"id": "a"}], [{"id": "b"}]]), publisher=pub, prefix="p.", clock=lambda: NOW,  # type: ignore[arg-type]
-                     cursor=stale, event_index=EventIndex(), change_indexes={}, batch_size=1, cursor_form=form)
+    r = StreamRunner(
+        ListStream([[{"id": "a"}], [{"id": "b"}]]),
+        publisher=pub,
+        prefix="p.",
+        clock=lambda: NOW,  # type: ignore[arg-type]
+        cursor=stale,
+        event_index=EventIndex(),
+        change_indexes={},
+        batch_size=1,
+        cursor_form=form,
+    )
     assert r.cursor is None and not r.done
     await r.run_pass(Plan(PassKind.BACKFILL, NOW, since=_SINCE, until=_UNTIL))
     stored = [orjson.loads(rec.value)["cursor"] for rec in pub.topic("checkpoints.v1")]
-    assert [(c["cursor"], c["done"]) for c in stored] == [({"page": 1}, False), ({"page": 2}, False), ({"page": 2}, True)]
+    assert [(c["cursor"], c["done"]) for c in stored] == [
+        ({"page": 1}, False),
+        ({"page": 2}, False),
+        ({"page": 2}, True),
+    ]
     assert all((c["since"], c["until"]) == ("2026-10-01T00:00:00.000Z", "2026-11-01T00:00:00.000Z") for c in stored)
     assert r.done

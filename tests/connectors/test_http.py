@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import httpx
 import pytest
 
@@ -56,7 +58,12 @@ async def test_429_and_5xx_are_retried_honouring_retry_after_then_succeed():
 
 
 async def test_connect_errors_and_timeouts_are_retried_and_give_up_after_the_limit():
-    handler, calls = scripted(httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.ConnectError("refused"), httpx.ConnectError("refused"))
+    handler, calls = scripted(
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+        httpx.ConnectError("refused"),
+        httpx.ConnectError("refused"),
+    )
     api, sleeps = client(handler, retries=3)
     with pytest.raises(RetriableAPIError, match="gave up after 4 attempts"):
         await api.request("GET", "/x", stream="events")
@@ -86,7 +93,9 @@ async def test_401_and_403_raise_auth_error_without_the_secret(status):
 
 
 async def test_408_is_retried_but_a_malformed_page_is_retried_then_reported():
-    handler, calls = scripted(httpx.Response(408), httpx.Response(200, content=b"{not json"), httpx.Response(200, content=b"[1,"))
+    handler, calls = scripted(
+        httpx.Response(408), httpx.Response(200, content=b"{not json"), httpx.Response(200, content=b"[1,")
+    )
     api, _ = client(handler, retries=2)
     with pytest.raises(MalformedPage, match="malformed page"):
         await api.request("GET", "/x", stream="events")
@@ -112,14 +121,16 @@ async def test_a_signed_url_keeps_its_own_query_and_gets_no_credentials():
         return httpx.Response(200, json=[])
 
     api, _ = client(handler, headers={"Authorization": f"Bearer {TOKEN}"}, params={})
-    await api.request("GET", "https://files.example/f.json?expires=1&signature=abc", stream="campaigns", authenticated=False)
+    await api.request(
+        "GET", "https://files.example/f.json?expires=1&signature=abc", stream="campaigns", authenticated=False
+    )
     assert seen[0].url.params["signature"] == "abc" and "authorization" not in seen[0].headers
 
 
 def test_retry_after_reads_seconds_and_http_dates():
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    now = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
     assert retry_after_seconds("12") == 12
     assert retry_after_seconds("Mon, 23 Nov 2026 12:00:30 GMT", now) == 30
     assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
 from mailpulse.connectors.errors import PaginationError
 from mailpulse.connectors.pagination import (
-    BasePaginator,
     TICK,
+    BasePaginator,
     DateWindowPaginator,
     DescendingCursorPaginator,
     OffsetPaginator,
@@ -18,7 +19,7 @@ from mailpulse.connectors.pagination import (
     read_tie_run,
 )
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def ts(r):
@@ -57,7 +58,14 @@ def drain(api, since, limit):
             p.advance(body, rows)
         except TieRunOverflow as tie:
             rows = asyncio.run(
-                read_tie_run(api.fetch, instant=tie.instant, params={"since": tie.instant - TICK, "limit": limit}, ts_of=ts, limit=limit, splits=(("status", ("a", "b")), ("campaign", None)))
+                read_tie_run(
+                    api.fetch,
+                    instant=tie.instant,
+                    params={"since": tie.instant - TICK, "limit": limit},
+                    ts_of=ts,
+                    limit=limit,
+                    splits=(("status", ("a", "b")), ("campaign", None)),
+                )
             )
             p.skip_past(tie.instant)
         seen.extend(rows)
@@ -69,7 +77,9 @@ def rows_with_runs(*runs):
     out, n = [], 0
     for sec, count, campaign in runs:
         for i in range(count):
-            out.append({"id": f"s{n:05d}", "t": T0 + timedelta(seconds=sec), "status": "ab"[i % 2], "campaign": campaign})
+            out.append(
+                {"id": f"s{n:05d}", "t": T0 + timedelta(seconds=sec), "status": "ab"[i % 2], "campaign": campaign}
+            )
             n += 1
     return out
 
@@ -133,7 +143,7 @@ def test_date_windows_cover_the_range_once_in_day_steps():
         p.advance(None, ())
     assert [w[0].day for w in windows] == [1, 2, 3, 4]
     assert windows[-1][1] == T0 + timedelta(days=3, hours=5)
-    assert all(a[1] == b[0] for a, b in zip(windows, windows[1:]))
+    assert all(a[1] == b[0] for a, b in pairwise(windows))
 
 
 def test_a_page_whose_timestamps_are_all_unreadable_cannot_move_the_cursor():

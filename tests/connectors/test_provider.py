@@ -16,11 +16,15 @@ from mailpulse.connectors.providers import PROVIDERS
 from mailpulse.connectors.runner import make_client
 from mailpulse.sources import SourceBase, secret_fields, source_secrets
 
-PROVIDER_MODULES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "connectors" / "providers").glob("[!_]*.py"))
+PROVIDER_MODULES = sorted(
+    p.stem for p in (Path(__file__).resolve().parents[2] / "connectors" / "providers").glob("[!_]*.py")
+)
 
 
 def _source(provider: str, **keys: object) -> object:
-    return Config.model_validate({"sources": [{"name": "acme", "provider": provider, "base_url": "http://h", **keys}]}).sources[0]
+    return Config.model_validate(
+        {"sources": [{"name": "acme", "provider": provider, "base_url": "http://h", **keys}]}
+    ).sources[0]
 
 
 def test_every_provider_module_is_discovered_under_its_own_name():
@@ -77,4 +81,9 @@ def test_a_declaration_that_would_misroute_configs_fails_at_import():
     with pytest.raises(TypeError, match="no key 'token'"):
         Provider(name="other", config=_OtherSource, auth=QueryParamAuth(param="t", field="token"), streams=())
     with pytest.raises(TypeError, match="_SmartCQStream|SmartCQSends"):
-        Provider(name="other", config=_OtherSource, auth=BearerAuth(field="api_key"), streams=(PROVIDERS["smartcq"].streams[0],))
+        Provider(
+            name="other",
+            config=_OtherSource,
+            auth=BearerAuth(field="api_key"),
+            streams=(PROVIDERS["smartcq"].streams[0],),
+        )

@@ -7,8 +7,8 @@ import orjson
 
 from mailpulse.connectors.providers.smartersends import normalise_calendar_event, normalise_usage
 from mailpulse.connectors.records import CalendarEvent, UsageReport
-from tests.connectors.providers.suite import OBSERVED, load
 from mailpulse.topics.contracts import CALENDAR, USAGE, load_schema
+from tests.connectors.providers.suite import OBSERVED, load
 
 
 def _validator(spec):
@@ -17,7 +17,13 @@ def _validator(spec):
 
 
 def test_usage_reports_from_recorded_pages_match_the_schema():
-    report = normalise_usage(load("smartersends", "conversations.json"), source="acme", start_date="2026-10-05", end_date="2026-11-04", observed_at=OBSERVED)
+    report = normalise_usage(
+        load("smartersends", "conversations.json"),
+        source="acme",
+        start_date="2026-10-05",
+        end_date="2026-11-04",
+        observed_at=OBSERVED,
+    )
     _validator(USAGE).validate(orjson.loads(orjson.dumps(report.to_dict())))
     assert set(load_schema(USAGE.value_schema)["properties"]) == set(report.to_dict())
 
@@ -37,7 +43,9 @@ def test_calendar_entries_from_recorded_pages_match_the_schema():
 
 
 def test_the_schemas_reject_what_the_records_never_produce():
-    bad = UsageReport("a", "smartersends", "conversations", "2026-10-05", "2026-11-04", OBSERVED, metrics={"x": 1}).to_dict()
+    bad = UsageReport(
+        "a", "smartersends", "conversations", "2026-10-05", "2026-11-04", OBSERVED, metrics={"x": 1}
+    ).to_dict()
     bad["metrics"]["x"] = "many"
     errors = list(_validator(USAGE).iter_errors(bad))
     assert errors and "many" in errors[0].message

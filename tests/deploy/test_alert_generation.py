@@ -27,8 +27,11 @@ def _rules(settings=None):
 
 
 def test_every_alert_links_a_runbook_section_that_exists():
-    anchors = {re.sub(r"[^a-z0-9-]", "", line.lstrip("#").strip().lower()) for line in RUNBOOKS.read_text().splitlines()
-               if line.startswith("#")}
+    anchors = {
+        re.sub(r"[^a-z0-9-]", "", line.lstrip("#").strip().lower())
+        for line in RUNBOOKS.read_text().splitlines()
+        if line.startswith("#")
+    }
     for rule in _rules():
         url = rule["annotations"]["runbook_url"]
         assert url.startswith("docs/runbooks.md#")
@@ -36,8 +39,11 @@ def test_every_alert_links_a_runbook_section_that_exists():
 
 
 def test_deliverability_alerts_cover_each_rate_scope_window_and_severity():
-    keys = {(r["alert"], r["labels"]["scope"], r["labels"]["window"], r["labels"]["severity"])
-            for r in _rules() if "scope" in r["labels"]}
+    keys = {
+        (r["alert"], r["labels"]["scope"], r["labels"]["window"], r["labels"]["severity"])
+        for r in _rules()
+        if "scope" in r["labels"]
+    }
     for alert in ("MailpulseComplaintRateHigh", "MailpulseBounceRateHigh"):
         for scope in ("source", "mailbox_provider"):
             for window in ("1h", "24h"):
@@ -50,9 +56,15 @@ def test_deliverability_alerts_cover_each_rate_scope_window_and_severity():
 
 
 def test_thresholds_and_volumes_come_from_the_settings():
-    custom = AlertSettings(complaint_rate_critical=0.0042, min_sent_1h=777, runbook_url="https://runbooks.example/mp.md")
-    rules = [r for r in _rules(custom) if r["alert"] == "MailpulseComplaintRateHigh"
-             and r["labels"] == {"severity": "critical", "scope": "source", "window": "1h"}]
+    custom = AlertSettings(
+        complaint_rate_critical=0.0042, min_sent_1h=777, runbook_url="https://runbooks.example/mp.md"
+    )
+    rules = [
+        r
+        for r in _rules(custom)
+        if r["alert"] == "MailpulseComplaintRateHigh"
+        and r["labels"] == {"severity": "critical", "scope": "source", "window": "1h"}
+    ]
     (rule,) = rules
     assert ") > 0.0042\n" in rule["expr"] and ">= 777" in rule["expr"]
     assert rule["annotations"]["runbook_url"] == "https://runbooks.example/mp.md#mailpulsecomplaintratehigh"
@@ -61,8 +73,12 @@ def test_thresholds_and_volumes_come_from_the_settings():
 def test_cli_renders_rules_with_the_config_thresholds(tmp_path):
     config = tmp_path / "mailpulse.yaml"
     config.write_text("alerts:\n  bounce_rate_warning: 0.02\n")
-    done = subprocess.run([sys.executable, "-m", "mailpulse.cli", "alerts", "rules", "--config", str(config)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "mailpulse.cli", "alerts", "rules", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     rules = [r for g in yaml.safe_load(done.stdout)["groups"] for r in g["rules"]]
     warn = [r for r in rules if r["alert"] == "MailpulseBounceRateHigh" and r["labels"]["severity"] == "warning"]
@@ -72,8 +88,12 @@ def test_cli_renders_rules_with_the_config_thresholds(tmp_path):
 def test_a_bad_threshold_is_one_config_line(tmp_path):
     config = tmp_path / "mailpulse.yaml"
     config.write_text("alerts:\n  bounce_rate_warning: 3\n")
-    done = subprocess.run([sys.executable, "-m", "mailpulse.cli", "alerts", "rules", "--config", str(config)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "mailpulse.cli", "alerts", "rules", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"mailpulse alerts: {config}: alerts.bounce_rate_warning: Input should be less than or equal to 1"

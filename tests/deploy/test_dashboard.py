@@ -48,8 +48,9 @@ def test_variables_are_datasource_source_provider_campaign():
     assert names[:4] == ["datasource", "provider", "source", "campaign"]
 
 
-@pytest.mark.parametrize("panel", [p for p in json.loads(COMMITTED.read_text())["panels"] if p["type"] != "row"],
-                         ids=lambda p: p["title"])
+@pytest.mark.parametrize(
+    "panel", [p for p in json.loads(COMMITTED.read_text())["panels"] if p["type"] != "row"], ids=lambda p: p["title"]
+)
 def test_every_panel_queries_prometheus_and_says_what_it_shows(panel):
     assert panel["targets"] and all(t["expr"].strip() for t in panel["targets"])
     assert len(panel.get("description", "")) > 20

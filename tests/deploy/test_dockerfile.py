@@ -83,7 +83,9 @@ def test_is_a_multi_stage_build_whose_builder_makes_the_wheel(dockerfile):
     assert len(stages) >= 2, "a builder stage and a runtime stage"
     builder = stages[0]
     runs = " ".join(builder.all("RUN"))
-    assert re.search(r"pip wheel\b[^&;]*--no-deps", runs), "the builder builds mailpulse's wheel with pip wheel --no-deps"
+    assert re.search(r"pip wheel\b[^&;]*--no-deps", runs), (
+        "the builder builds mailpulse's wheel with pip wheel --no-deps"
+    )
     final = stages[-1]
     copies_from_builder = [a for a in final.all("COPY") if f"--from={builder.name}" in a]
     mounts_from_builder = [a for a in final.all("RUN") if f"from={builder.name}" in a]
@@ -139,12 +141,19 @@ def test_builder_copies_every_folder_the_wheel_is_built_from(dockerfile):
             assert (ROOT / src).exists(), f"COPY {src}: no such path in the repository"
             copied.add(src.rstrip("/"))
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    needed = set(project["tool"]["setuptools"]["package-dir"].values()) | {"pyproject.toml", project["project"]["readme"]}
+    needed = set(project["tool"]["setuptools"]["package-dir"].values()) | {
+        "pyproject.toml",
+        project["project"]["readme"],
+    }
     assert needed <= copied, f"the builder does not copy {sorted(needed - copied)}"
 
 
 def test_dockerignore_keeps_the_local_venv_and_git_out():
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert {".git", ".venv", "var"} <= ignored
     copied = {"pyproject.toml", "README.md", "mailpulse", "topics", "connectors", "streams"}
     assert not copied & ignored, "a path the builder copies is ignored"

@@ -43,7 +43,16 @@ SECRET_ENV = {
 }
 PROFILES = {"default": [], "full": ["-f", str(FULL_VALUES)]}
 POD_KINDS = ("Deployment", "StatefulSet", "Job", "DaemonSet")
-RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -80,7 +89,9 @@ def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[
 
 
 def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"]) for d in docs if d["kind"] in POD_KINDS]
+    return [
+        (f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"]["spec"]) for d in docs if d["kind"] in POD_KINDS
+    ]
 
 
 def config_text(docs: list[dict[str, Any]]) -> str:
@@ -121,7 +132,10 @@ def test_every_manifest_passes_the_kubernetes_schema(docs, kube_version):
         name = f"{doc['kind']}/{doc['metadata']['name']}"
         if doc["apiVersion"].startswith("monitoring.coreos.com/"):
             # prometheus-operator CRDs: kubernetes-validate has no schema for them; checked below.
-            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["kind"] in ("ServiceMonitor", "PrometheusRule")
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1" and doc["kind"] in (
+                "ServiceMonitor",
+                "PrometheusRule",
+            )
             continue
         try:
             kubernetes_validate.validate(doc, kube_version, strict=True)
@@ -264,7 +278,12 @@ def test_rendered_config_loads_with_mailpulses_loader(rendered, tmp_path, tls_fi
     job = one(docs, "Job")
     job_env = pod_env(job["spec"]["template"]["spec"]["containers"][0], "topics-pod")
     text = config_text(docs)
-    for env, command in ((worker_env, "worker"), (connect_env, "connect"), (job_env, "topics create"), (worker_env, None)):
+    for env, command in (
+        (worker_env, "worker"),
+        (connect_env, "connect"),
+        (job_env, "topics create"),
+        (worker_env, None),
+    ):
         config = load_rendered(text, tmp_path, env, command, tls_files)
         assert config.kafka.security_protocol == "SASL_SSL"
         assert config.kafka.sasl_password.get_secret_value() == SECRET_ENV["KAFKA_PASSWORD"]
@@ -386,7 +405,9 @@ def test_service_monitors_scrape_the_named_metrics_ports(rendered):
     services = [d for d in docs if d["kind"] == "Service"]
     for monitor in monitors:
         assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-        selected = [s for s in services if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+        selected = [
+            s for s in services if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+        ]
         assert len(selected) == 1, f"{monitor['metadata']['name']} selects {[s['metadata']['name'] for s in selected]}"
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["path"] == "/metrics"

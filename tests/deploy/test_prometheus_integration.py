@@ -62,20 +62,43 @@ def _free_block(n: int) -> int:
 
 def _config(path: Path, bootstrap: str, prefix: str, sim: int, metrics_port: int) -> None:
     sources = [
-        {"name": "t-smartcq", "provider": "smartcq", "base_url": f"http://127.0.0.1:{sim}", "api_key": "sim-smartcq-key"},
-        {"name": "t-smtpeter", "provider": "smtpeter", "base_url": f"http://127.0.0.1:{sim + 1}",
-         "access_token": "sim-smtpeter-token", "selectors": [{"tags": ["newsletter"]}, {"template": 42}]},
-        {"name": "t-supersend", "provider": "supersend", "base_url": f"http://127.0.0.1:{sim + 2}", "api_key": "sim-supersend-key"},
-        {"name": "t-smartersends", "provider": "smartersends", "base_url": f"http://127.0.0.1:{sim + 3}",
-         "api_key": "sim-smartersends-key"},
+        {
+            "name": "t-smartcq",
+            "provider": "smartcq",
+            "base_url": f"http://127.0.0.1:{sim}",
+            "api_key": "sim-smartcq-key",
+        },
+        {
+            "name": "t-smtpeter",
+            "provider": "smtpeter",
+            "base_url": f"http://127.0.0.1:{sim + 1}",
+            "access_token": "sim-smtpeter-token",
+            "selectors": [{"tags": ["newsletter"]}, {"template": 42}],
+        },
+        {
+            "name": "t-supersend",
+            "provider": "supersend",
+            "base_url": f"http://127.0.0.1:{sim + 2}",
+            "api_key": "sim-supersend-key",
+        },
+        {
+            "name": "t-smartersends",
+            "provider": "smartersends",
+            "base_url": f"http://127.0.0.1:{sim + 3}",
+            "api_key": "sim-smartersends-key",
+        },
     ]
     for s in sources:
         s.update({"poll_interval": "3s", "reconcile_interval": "20s", "max_retries": 8, "timeout": "10s"})
-    path.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix, "replication_factor": 1},
-        "connect": {"metrics_port": metrics_port, "batch_size": 500},
-        "sources": sources,
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix, "replication_factor": 1},
+                "connect": {"metrics_port": metrics_port, "batch_size": 500},
+                "sources": sources,
+            }
+        )
+    )
 
 
 def _grafana_exprs() -> list[tuple[str, str]]:
@@ -98,11 +121,18 @@ def _opened_up(expr: str) -> str:
 
 #: Thresholds below any rate (a healthy test pipeline has no complaint): every group with a rate answers.
 #: (model_construct: a negative threshold is no setting a user may give, only a probe.)
-LOWERED = AlertSettings.model_construct(**{
-    **AlertSettings().model_dump(),
-    "complaint_rate_warning": -1, "complaint_rate_critical": -1, "bounce_rate_warning": -1,
-    "bounce_rate_critical": -1, "deferral_rate_warning": -1, "min_sent_1h": 1, "min_sent_24h": 1,
-})
+LOWERED = AlertSettings.model_construct(
+    **{
+        **AlertSettings().model_dump(),
+        "complaint_rate_warning": -1,
+        "complaint_rate_critical": -1,
+        "bounce_rate_warning": -1,
+        "bounce_rate_critical": -1,
+        "deferral_rate_warning": -1,
+        "min_sent_1h": 1,
+        "min_sent_24h": 1,
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -122,13 +152,26 @@ def pipeline(kafka, tmp_path_factory):
     def spawn(name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(tmp / f"{name}.log", "wb")
         logs.append(log)
-        return subprocess.Popen([sys.executable, "-m", "mailpulse.cli", *args], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "mailpulse.cli", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
 
-    procs = [spawn("simulate", "simulate", "--size", "400", "--port-base", str(sim),
-                   "--faults", "429=0.03,5xx=0.03,bad=0.01,retry-after=1")]
+    procs = [
+        spawn(
+            "simulate",
+            "simulate",
+            "--size",
+            "400",
+            "--port-base",
+            str(sim),
+            "--faults",
+            "429=0.03,5xx=0.03,bad=0.01,retry-after=1",
+        )
+    ]
     time.sleep(2)
-    procs.append(spawn("connect", "connect", "--config", str(config), "--clock-url", f"http://127.0.0.1:{sim}/_sim/now"))
+    procs.append(
+        spawn("connect", "connect", "--config", str(config), "--clock-url", f"http://127.0.0.1:{sim}/_sim/now")
+    )
     worker = WorkerProcess(tmp, kafka.bootstrap, prefix, "worker", **{**TEST_WORKER, "publish_interval": "500ms"})
     worker.start()
     # A request while the worker recovers answers 503: the API's 5xx series exists, as after any restart.
@@ -141,7 +184,9 @@ def pipeline(kafka, tmp_path_factory):
             pass
         time.sleep(0.2)
     prometheus = LocalPrometheus(
-        state_dir=tmp / "prometheus", port=free_port(), scrape_interval="1s",
+        state_dir=tmp / "prometheus",
+        port=free_port(),
+        scrape_interval="1s",
         targets={"mailpulse-connect": [f"127.0.0.1:{metrics_port}"], "mailpulse-worker": [f"127.0.0.1:{worker.port}"]},
     )
     prometheus.start()
@@ -163,13 +208,24 @@ def pipeline(kafka, tmp_path_factory):
 async def _settled(prometheus: LocalPrometheus, worker: WorkerProcess, tmp: Path) -> None:
     def every_provider_published() -> bool:
         got = prometheus.query("sum by (provider) (mailpulse_connector_events_published_total)")
-        return {r["metric"]["provider"] for r in got if float(r["value"][1]) > 0} >= {"smartcq", "smtpeter", "supersend"}
+        return {r["metric"]["provider"] for r in got if float(r["value"][1]) > 0} >= {
+            "smartcq",
+            "smtpeter",
+            "supersend",
+        }
 
     await wait_until(lambda: worker.get("/readyz").status_code == 200, 120, "worker ready", [worker])
-    await wait_until(every_provider_published, 120, "events of every events provider scraped", [worker],
-                     show=lambda: (tmp / "connect.log").read_text()[-2000:])
+    await wait_until(
+        every_provider_published,
+        120,
+        "events of every events provider scraped",
+        [worker],
+        show=lambda: (tmp / "connect.log").read_text()[-2000:],
+    )
     await wait_until(lambda: prometheus.query("mailpulse_source_messages"), 60, "state metrics scraped", [worker])
-    await wait_until(lambda: prometheus.query("mailpulse_mailbox_window_messages"), 60, "mailbox metrics scraped", [worker])
+    await wait_until(
+        lambda: prometheus.query("mailpulse_mailbox_window_messages"), 60, "mailbox metrics scraped", [worker]
+    )
     time.sleep(8)  # a few more scrapes: rate() and increase() need two samples in their window
 
 
@@ -205,8 +261,10 @@ async def test_scraped_figures_agree_with_the_query_api(pipeline):
         by_source: dict[str, int] = {}
         for c in campaigns:
             by_source[c["source"]] = by_source.get(c["source"], 0) + c["counts"]["sent"]
-        scraped = {r["metric"]["source"]: int(float(r["value"][1]))
-                   for r in prometheus.query('sum by (source) (mailpulse_source_messages{flag="sent"})')}
+        scraped = {
+            r["metric"]["source"]: int(float(r["value"][1]))
+            for r in prometheus.query('sum by (source) (mailpulse_source_messages{flag="sent"})')
+        }
         mailboxes = worker.get("/v1/mailbox-providers").json()["items"]
         api_mailbox = {(m["source"], m["mailbox_provider"]): m["counts"]["bounced"] for m in mailboxes}
         scraped_mailbox = {

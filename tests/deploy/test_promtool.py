@@ -39,6 +39,7 @@ def test_promtool_rejects_a_broken_rule(tmp_path):
 
 # --- Deliverability alerts, unit-tested with promtool on scenarios written here ---------------------------------
 
+
 def _series(metric: str, labels: dict[str, str], values: str) -> dict[str, str]:
     inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     return {"series": f"{metric}{{{inner}}}", "values": values}
@@ -54,7 +55,9 @@ def _expected(alert: str, labels: dict[str, str], value: str) -> dict:
     from mailpulse.alerts import render_rules
 
     (rule,) = [
-        r for g in render_rules()["groups"] for r in g["rules"]
+        r
+        for g in render_rules()["groups"]
+        for r in g["rules"]
         if r["alert"] == alert and all(r["labels"].get(k) == labels[k] for k in ("severity", "scope", "window"))
     ]
 
@@ -68,8 +71,13 @@ def _expected(alert: str, labels: dict[str, str], value: str) -> dict:
 def _run_scenarios(tmp_path: Path, tests: list[dict]) -> subprocess.CompletedProcess[str]:
     spec = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": tests}
     (tmp_path / "deliverability_test.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return subprocess.run([require_tool("promtool"), "test", "rules", "deliverability_test.yml"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [require_tool("promtool"), "test", "rules", "deliverability_test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 GMAIL = {"provider": "smtpeter", "source": "acme", "mailbox_provider": "gmail"}
@@ -85,18 +93,24 @@ def test_a_complaint_spike_at_gmail_pages_and_the_quiet_provider_stays_quiet(tmp
         + _window(OUTLOOK, "current_hour", {"sent": 2000, "delivered": 2000, "complained": 1}, MAILBOX)
     )
     at = {"scope": "mailbox_provider", "window": "1h"}
-    tests = [{
-        "name": "complaint spike at gmail",
-        "interval": "1m",
-        "input_series": series,
-        "alert_rule_test": [
-            {"eval_time": "5m", "alertname": "MailpulseComplaintRateHigh", "exp_alerts": []},  # held for 10m first
-            {"eval_time": "15m", "alertname": "MailpulseComplaintRateHigh", "exp_alerts": [
-                _expected("MailpulseComplaintRateHigh", {**GMAIL, **at, "severity": "warning"}, "0.5%"),
-                _expected("MailpulseComplaintRateHigh", {**GMAIL, **at, "severity": "critical"}, "0.5%"),
-            ]},
-        ],
-    }]
+    tests = [
+        {
+            "name": "complaint spike at gmail",
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "5m", "alertname": "MailpulseComplaintRateHigh", "exp_alerts": []},  # held for 10m first
+                {
+                    "eval_time": "15m",
+                    "alertname": "MailpulseComplaintRateHigh",
+                    "exp_alerts": [
+                        _expected("MailpulseComplaintRateHigh", {**GMAIL, **at, "severity": "warning"}, "0.5%"),
+                        _expected("MailpulseComplaintRateHigh", {**GMAIL, **at, "severity": "critical"}, "0.5%"),
+                    ],
+                },
+            ],
+        }
+    ]
     done = _run_scenarios(tmp_path, tests)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -104,17 +118,23 @@ def test_a_complaint_spike_at_gmail_pages_and_the_quiet_provider_stays_quiet(tmp
 def test_one_complaint_in_two_sends_does_not_page(tmp_path):
     series = _window(GMAIL, "current_hour", {"sent": 2, "delivered": 2, "complained": 1, "bounced": 1}, MAILBOX)
     source = {"provider": "smtpeter", "source": "acme"}
-    series += _window(source, "current_hour", {"sent": 2, "delivered": 2, "complained": 1, "bounced": 1},
-                      "mailpulse_source_window_messages")
-    tests = [{
-        "name": "tiny volume",
-        "interval": "1m",
-        "input_series": series,
-        "alert_rule_test": [
-            {"eval_time": "30m", "alertname": name, "exp_alerts": []}
-            for name in ("MailpulseComplaintRateHigh", "MailpulseBounceRateHigh", "MailpulseDeferralRateHigh")
-        ],
-    }]
+    series += _window(
+        source,
+        "current_hour",
+        {"sent": 2, "delivered": 2, "complained": 1, "bounced": 1},
+        "mailpulse_source_window_messages",
+    )
+    tests = [
+        {
+            "name": "tiny volume",
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "30m", "alertname": name, "exp_alerts": []}
+                for name in ("MailpulseComplaintRateHigh", "MailpulseBounceRateHigh", "MailpulseDeferralRateHigh")
+            ],
+        }
+    ]
     done = _run_scenarios(tmp_path, tests)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -123,20 +143,28 @@ def test_a_bounce_rate_over_24_hours_warns_below_the_critical_line(tmp_path):
     # 4% bounces over the last 24 h (warning 3%, critical 5%), 1% in the last hour.
     source = {"provider": "supersend", "source": "beta"}
     metric = "mailpulse_source_window_messages"
-    series = (
-        _window(source, "last_24h", {"sent": 5000, "bounced": 200}, metric)
-        + _window(source, "current_hour", {"sent": 300, "bounced": 3}, metric)
+    series = _window(source, "last_24h", {"sent": 5000, "bounced": 200}, metric) + _window(
+        source, "current_hour", {"sent": 300, "bounced": 3}, metric
     )
-    tests = [{
-        "name": "24h bounces",
-        "interval": "1m",
-        "input_series": series,
-        "alert_rule_test": [
-            {"eval_time": "35m", "alertname": "MailpulseBounceRateHigh", "exp_alerts": [
-                _expected("MailpulseBounceRateHigh",
-                          {**source, "scope": "source", "window": "24h", "severity": "warning"}, "4%"),
-            ]},
-        ],
-    }]
+    tests = [
+        {
+            "name": "24h bounces",
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [
+                {
+                    "eval_time": "35m",
+                    "alertname": "MailpulseBounceRateHigh",
+                    "exp_alerts": [
+                        _expected(
+                            "MailpulseBounceRateHigh",
+                            {**source, "scope": "source", "window": "24h", "severity": "warning"},
+                            "4%",
+                        ),
+                    ],
+                },
+            ],
+        }
+    ]
     done = _run_scenarios(tmp_path, tests)
     assert done.returncode == 0, done.stdout + done.stderr

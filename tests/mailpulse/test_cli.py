@@ -32,7 +32,9 @@ def test_bad_config_is_one_line_naming_file_and_key_and_exit_code_2(tmp_path):
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
-    assert lines == [f"mailpulse topics: {config}: sources[0].poll_interval: invalid duration '6x': use a number with a unit, e.g. 30s, 15m, 7d"]
+    assert lines == [
+        f"mailpulse topics: {config}: sources[0].poll_interval: invalid duration '6x': use a number with a unit, e.g. 30s, 15m, 7d"
+    ]
 
 
 def test_missing_secret_is_named_without_printing_any_secret(tmp_path):
@@ -58,7 +60,9 @@ def test_every_documented_command_is_registered():
 
 def test_topics_create_cli_is_idempotent_against_the_real_broker(kafka, unique_prefix, tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text(f"kafka: {{bootstrap_servers: '{kafka.bootstrap}', topic_prefix: '{unique_prefix}', replication_factor: 1}}\n")
+    config.write_text(
+        f"kafka: {{bootstrap_servers: '{kafka.bootstrap}', topic_prefix: '{unique_prefix}', replication_factor: 1}}\n"
+    )
     first = _run("topics", "create", "--config", str(config), env={"MAILPULSE_KAFKA_BOOTSTRAP": ""})
     second = _run("topics", "create", "--config", str(config), env={"MAILPULSE_KAFKA_BOOTSTRAP": ""})
     assert first.returncode == 0, first.stderr
@@ -102,8 +106,7 @@ def test_connect_without_sources_is_a_config_error_before_anything_starts(tmp_pa
 def test_topics_create_does_not_ask_for_a_source_secret(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(
-        "sources:\n"
-        "  - {name: b, provider: supersend, base_url: 'http://h', api_key: '${SUPERSEND_KEY}'}\n"
+        "sources:\n  - {name: b, provider: supersend, base_url: 'http://h', api_key: '${SUPERSEND_KEY}'}\n"
     )
     result = _run("topics", "create", "--config", str(config), env={**UNREACHABLE, "SUPERSEND_KEY": ""})
     assert "SUPERSEND_KEY" not in result.stderr
@@ -150,7 +153,9 @@ def test_worker_and_connect_refuse_to_start_before_topics_create_and_create_noth
         result = _run(command, "--config", str(config), env=env)
         assert result.returncode == 2, result.stderr
         (line,) = result.stderr.strip().splitlines()
-        assert line.startswith(f"mailpulse {command}: contract topics not ready ({unique_prefix}mailpulse.events.v1 is missing")
+        assert line.startswith(
+            f"mailpulse {command}: contract topics not ready ({unique_prefix}mailpulse.events.v1 is missing"
+        )
         assert line.endswith(f"run `mailpulse topics create --config {config}` first")
 
     async def topics() -> set[str]:

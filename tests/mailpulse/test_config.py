@@ -239,7 +239,12 @@ def test_a_malformed_reference_outside_sources_is_named(write):
 
 @pytest.mark.parametrize(
     "url",
-    ["http://admin:hunter2pw@h.example", "https://hunter2pw@h.example/x", "http://admin:hunter2pw@h x", "admin:hunter2pw@h.example"],
+    [
+        "http://admin:hunter2pw@h.example",
+        "https://hunter2pw@h.example/x",
+        "http://admin:hunter2pw@h x",
+        "admin:hunter2pw@h.example",
+    ],
 )
 def test_a_base_url_with_credentials_is_rejected_without_echoing_them(write, url):
     path = write(SMARTCQ.replace("https://app.smartcq.it", f"'{url}'"))

@@ -13,7 +13,7 @@ from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismEr
 from mailpulse.config import Config, KafkaConfig, load_config
 from mailpulse.errors import ConfigError
 from mailpulse.kafkaclient import describe_access_failure, faust_credentials, kafka_client_settings
-from tests.fixtures.kafka import make_ca, make_broker_keystore
+from tests.fixtures.kafka import make_broker_keystore, make_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIRS = ("mailpulse", "connectors", "topics", "streams")
@@ -71,15 +71,31 @@ def test_sasl_ssl_config_loads_and_never_shows_the_password(write, tls):
         ("security_protocol: SASL_SSL", "sasl_mechanism", "required with security_protocol SASL_SSL"),
         ("security_protocol: SASL_PLAINTEXT, sasl_mechanism: PLAIN", "sasl_username", "required"),
         ("security_protocol: SASL_SSL, sasl_mechanism: PLAIN, sasl_username: a", "sasl_password", "required"),
-        ("security_protocol: SASL_SSL, sasl_mechanism: GSSAPI, sasl_username: a, sasl_password: b", "sasl_mechanism", "SCRAM-SHA-512"),
-        ("security_protocol: SASL_SSL, sasl_mechanism: PLAIN, sasl_username: ' ', sasl_password: b", "sasl_username", "empty"),
+        (
+            "security_protocol: SASL_SSL, sasl_mechanism: GSSAPI, sasl_username: a, sasl_password: b",
+            "sasl_mechanism",
+            "SCRAM-SHA-512",
+        ),
+        (
+            "security_protocol: SASL_SSL, sasl_mechanism: PLAIN, sasl_username: ' ', sasl_password: b",
+            "sasl_username",
+            "empty",
+        ),
         ("sasl_mechanism: PLAIN", "sasl_mechanism", "only used with security_protocol SASL_SSL or SASL_PLAINTEXT"),
         ("sasl_username: alice", "sasl_username", "only used with"),
         ("security_protocol: SSL, sasl_password: x", "sasl_password", "only used with"),
-        ("ssl_cafile: /etc/hostname", "ssl_cafile", "only used with security_protocol SSL or SASL_SSL (it is PLAINTEXT)"),
+        (
+            "ssl_cafile: /etc/hostname",
+            "ssl_cafile",
+            "only used with security_protocol SSL or SASL_SSL (it is PLAINTEXT)",
+        ),
         ("security_protocol: SSL, ssl_cafile: /no/such/ca.pem", "ssl_cafile", "/no/such/ca.pem does not exist"),
         ("security_protocol: SSL, ssl_cafile: /", "ssl_cafile", "is not a file"),
-        ("security_protocol: SASL_PLAINTEXT, sasl_mechanism: PLAIN, sasl_username: a, sasl_password: b, ssl_cafile: /x", "ssl_cafile", "only used with"),
+        (
+            "security_protocol: SASL_PLAINTEXT, sasl_mechanism: PLAIN, sasl_username: a, sasl_password: b, ssl_cafile: /x",
+            "ssl_cafile",
+            "only used with",
+        ),
         ("security_protocol: SSL, ssl_keyfile: /etc/hostname", "ssl_keyfile", "needs ssl_certfile"),
     ],
 )
@@ -98,10 +114,16 @@ def test_tls_files_must_be_readable_pem_and_match(write, tls, tmp_path):
     not_pem = tmp_path / "ca.txt"
     not_pem.write_text("not a certificate\n")
     assert "holds no usable PEM CA certificate" in _error(write(f"security_protocol: SSL, ssl_cafile: '{not_pem}'"))
-    assert "kafka.ssl_keyfile: required with ssl_certfile" in _error(write(f"security_protocol: SSL, ssl_certfile: '{tls['cert']}'"))
-    mismatch = _error(write(f"security_protocol: SSL, ssl_certfile: '{tls['cert']}', ssl_keyfile: '{tls['other_key']}'"))
+    assert "kafka.ssl_keyfile: required with ssl_certfile" in _error(
+        write(f"security_protocol: SSL, ssl_certfile: '{tls['cert']}'")
+    )
+    mismatch = _error(
+        write(f"security_protocol: SSL, ssl_certfile: '{tls['cert']}', ssl_keyfile: '{tls['other_key']}'")
+    )
     assert "kafka.ssl_keyfile: cannot use" in mismatch and "matching that certificate" in mismatch
-    ok = load_config(write(f"security_protocol: SSL, ssl_certfile: '{tls['cert']}', ssl_keyfile: '{tls['key']}'"), env={})
+    ok = load_config(
+        write(f"security_protocol: SSL, ssl_certfile: '{tls['cert']}', ssl_keyfile: '{tls['key']}'"), env={}
+    )
     assert ok.kafka.ssl_keyfile == tls["key"]
 
 
@@ -119,7 +141,9 @@ def test_launcher_adds_a_sasl_ssl_listener_beside_plaintext(tmp_path):
     from mailpulse.devkafka import LocalKafka, SaslSslListener
 
     listener = SaslSslListener(port=19096, keystore=tmp_path / "ks.pem", users=(("alice", "pw1"),))
-    props = LocalKafka(state_dir=tmp_path, port=19092, controller_port=19093, sasl_ssl=listener)._server_properties(tmp_path / "data")
+    props = LocalKafka(state_dir=tmp_path, port=19092, controller_port=19093, sasl_ssl=listener)._server_properties(
+        tmp_path / "data"
+    )
     lines = dict(line.split("=", 1) for line in props.splitlines() if "=" in line)
     assert lines["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19096"
     assert lines["advertised.listeners"].endswith(",SASL_SSL://127.0.0.1:19096")
@@ -168,16 +192,19 @@ def test_client_settings_sasl_ssl(tls):
 
 
 def test_client_settings_mutual_tls_without_hostname_check_and_sasl_plaintext(tls):
-    kafka = KafkaConfig(security_protocol="SSL", ssl_certfile=tls["cert"], ssl_keyfile=tls["key"], ssl_check_hostname=False)
+    kafka = KafkaConfig(
+        security_protocol="SSL", ssl_certfile=tls["cert"], ssl_keyfile=tls["key"], ssl_check_hostname=False
+    )
     settings = kafka_client_settings(kafka)
     assert settings["security_protocol"] == "SSL" and "sasl_mechanism" not in settings
     assert settings["ssl_context"].check_hostname is False and settings["ssl_context"].verify_mode == ssl.CERT_REQUIRED
-    import faust
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
     assert credentials_to_aiokafka_auth(faust_credentials(kafka))["security_protocol"] == "SSL"
 
-    plain = KafkaConfig(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256", sasl_username="u", sasl_password="p")
+    plain = KafkaConfig(
+        security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256", sasl_username="u", sasl_password="p"
+    )
     assert "ssl_context" not in kafka_client_settings(plain)
     auth = credentials_to_aiokafka_auth(faust_credentials(plain))
     assert auth["security_protocol"] == "SASL_PLAINTEXT" and auth["sasl_mechanism"] == "SCRAM-SHA-256"
@@ -245,7 +272,10 @@ def test_every_kafka_client_in_the_package_is_built_from_kafka_client_settings()
         where
         for where, node in calls
         if not where.startswith("mailpulse/kafkaclient.py")
-        and any(kw.arg in ("bootstrap_servers", "security_protocol", "sasl_plain_password", "ssl_context") for kw in node.keywords)
+        and any(
+            kw.arg in ("bootstrap_servers", "security_protocol", "sasl_plain_password", "ssl_context")
+            for kw in node.keywords
+        )
     ]
     assert by_hand == [], f"Kafka connection settings given by hand (use kafka_client_settings): {by_hand}"
 
@@ -255,4 +285,6 @@ def test_the_faust_app_gets_broker_credentials_from_the_config():
     assert apps, "no faust.App(...) found"
     for where, node in apps:
         creds = [kw for kw in node.keywords if kw.arg == "broker_credentials"]
-        assert creds and isinstance(creds[0].value, ast.Call) and _called_name(creds[0].value) == "faust_credentials", where
+        assert creds and isinstance(creds[0].value, ast.Call) and _called_name(creds[0].value) == "faust_credentials", (
+            where
+        )

@@ -50,7 +50,12 @@ def _write_config(path: Path, kafka: dict[str, Any], **sections: Any) -> Path:
 
 def _cli(*args: str, password: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mailpulse.cli", *args], cwd=ROOT, env=_env(password), capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "mailpulse.cli", *args],
+        cwd=ROOT,
+        env=_env(password),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -71,11 +76,19 @@ def prefix(unique_prefix: str) -> str:
     return unique_prefix
 
 
-def test_wrong_password_and_unknown_ca_fail_with_one_clear_line(secure_kafka: SecureKafkaUnderTest, prefix: str, tmp_path: Path):
+def test_wrong_password_and_unknown_ca_fail_with_one_clear_line(
+    secure_kafka: SecureKafkaUnderTest, prefix: str, tmp_path: Path
+):
     wrong = "wrong-" + secure_kafka.password[::-1]
     worker = {**TEST_WORKER, "web_port": free_port(), "web_host": "127.0.0.1", "data_dir": str(tmp_path / "data")}
     sources = [{"name": "acme-smartcq", "provider": "smartcq", "base_url": "http://127.0.0.1:9", "api_key": "k"}]
-    config = _write_config(tmp_path / "bad.yaml", secure_kafka.kafka_section(prefix), worker=worker, sources=sources, connect={"metrics_port": 0})
+    config = _write_config(
+        tmp_path / "bad.yaml",
+        secure_kafka.kafka_section(prefix),
+        worker=worker,
+        sources=sources,
+        connect={"metrics_port": 0},
+    )
     commands = {"topics": ["topics", "create"], "connect": ["connect"], "worker": ["worker"]}
     for name, args in commands.items():
         line = _one_clear_line(_cli(*args, "--config", str(config), password=wrong), name, wrong)
@@ -87,7 +100,9 @@ def test_wrong_password_and_unknown_ca_fail_with_one_clear_line(secure_kafka: Se
         worker=worker, sources=sources, connect={"metrics_port": 0},
     )  # fmt: skip
     for name, args in commands.items():
-        line = _one_clear_line(_cli(*args, "--config", str(other_ca), password=secure_kafka.password), name, secure_kafka.password)
+        line = _one_clear_line(
+            _cli(*args, "--config", str(other_ca), password=secure_kafka.password), name, secure_kafka.password
+        )
         assert "Kafka TLS failed" in line and "certificate verify failed" in line and "kafka.ssl_cafile" in line, line
         assert secure_kafka.bootstrap in line
 
@@ -101,7 +116,9 @@ def test_wrong_password_and_unknown_ca_fail_with_one_clear_line(secure_kafka: Se
     assert "certificate verify failed" in line and "set kafka.ssl_cafile" in line
 
 
-async def test_plaintext_and_tls_without_sasl_are_refused_with_one_line(secure_kafka: SecureKafkaUnderTest, tmp_path: Path):
+async def test_plaintext_and_tls_without_sasl_are_refused_with_one_line(
+    secure_kafka: SecureKafkaUnderTest, tmp_path: Path
+):
     plain = load_config(_write_config(tmp_path / "plain.yaml", {"bootstrap_servers": secure_kafka.bootstrap}))
     with pytest.raises(KafkaAccessError, match="expects TLS"):
         await check_kafka(plain.kafka)
@@ -134,7 +151,12 @@ async def test_topics_poller_and_worker_end_to_end_through_sasl_ssl(
     assert len(truth) > 500
     secure = load_config(base, env={PASSWORD_ENV: password}).kafka
     async with serve_simulators(sim, providers=("smartcq",)) as urls:
-        source = {"name": "acme-smartcq", "provider": "smartcq", "base_url": urls["smartcq"], "api_key": "sim-smartcq-key"}
+        source = {
+            "name": "acme-smartcq",
+            "provider": "smartcq",
+            "base_url": urls["smartcq"],
+            "api_key": "sim-smartcq-key",
+        }
         connect_config = _write_config(
             tmp_path / "connect.yaml", kafka, connect={"metrics_port": 0, "batch_size": 500}, sources=[source]
         )

@@ -43,7 +43,7 @@ def setup():
 
 def storm(logger: logging.Logger, clock: Clock, seconds: int, per_second: int = 65) -> None:
     for _ in range(seconds):
-        for i in range(per_second):
+        for _i in range(per_second):
             try:
                 raise ConnectionRefusedError(111, "Connect call failed")
             except ConnectionRefusedError:

@@ -53,9 +53,18 @@ def test_the_simulator_process_serves_all_four_apis_and_is_driven_by_control_rou
             client.post(cq + "/_sim/faults", json={"provider": "smartcq", "script": ["429"]})
             limited = client.get(cq + "/api/v1/sends", headers=key)
             assert limited.status_code == 429 and limited.headers["Retry-After"] == "2"
-            assert client.get(urls["smtpeter"] + "/v1/events/template/42", params={"access_token": "sim-smtpeter-token"}).json()
-            assert client.get(urls["supersend"] + "/v2/events", headers={"Authorization": "Bearer sim-supersend-key"}).json()["success"]
-            assert client.get(urls["smartersends"] + "/api/events", headers={"Authorization": "Bearer sim-smartersends-key"}).status_code == 200
+            assert client.get(
+                urls["smtpeter"] + "/v1/events/template/42", params={"access_token": "sim-smtpeter-token"}
+            ).json()
+            assert client.get(
+                urls["supersend"] + "/v2/events", headers={"Authorization": "Bearer sim-supersend-key"}
+            ).json()["success"]
+            assert (
+                client.get(
+                    urls["smartersends"] + "/api/events", headers={"Authorization": "Bearer sim-smartersends-key"}
+                ).status_code
+                == 200
+            )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
     finally:

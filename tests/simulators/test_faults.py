@@ -14,7 +14,9 @@ from tests.simulators.conftest import Served
 SENDS = "/api/v1/sends"
 
 
-async def test_scripted_faults_hit_the_next_requests_in_order_then_the_api_answers(served: Served, sim: Simulator) -> None:
+async def test_scripted_faults_hit_the_next_requests_in_order_then_the_api_answers(
+    served: Served, sim: Simulator
+) -> None:
     sim.faults.script("smartcq", ["429", "503", "503"])
     statuses = [(await served.get("smartcq", SENDS, limit=5)).status_code for _ in range(4)]
     assert statuses == [429, 503, 503, 200]
@@ -32,7 +34,9 @@ async def test_429_carries_retry_after_from_the_knob_or_the_script(served: Serve
     assert first.json()["success"] is False
 
 
-async def test_a_revoked_key_is_refused_until_restored_and_only_for_that_provider(served: Served, sim: Simulator) -> None:
+async def test_a_revoked_key_is_refused_until_restored_and_only_for_that_provider(
+    served: Served, sim: Simulator
+) -> None:
     sim.faults.revoke("smartcq")
     assert (await served.get("smartcq", SENDS)).status_code == 401
     assert (await served.get("supersend", "/v2/events")).status_code == 200
@@ -107,7 +111,12 @@ def test_fault_specs_parse_and_bad_ones_name_the_problem() -> None:
         "bad_record_rate": 0.001,
     }
     assert parse_fault_spec("retry-after=3, slow-ms=50") == {"retry_after": 3, "slow_ms": 50}
-    for spec, needle in (("430=0.1", "430=0.1"), ("429=lots", "lots"), ("5xx=1.5", "between 0 and 1"), ("bad", "KEY=VALUE")):
+    for spec, needle in (
+        ("430=0.1", "430=0.1"),
+        ("429=lots", "lots"),
+        ("5xx=1.5", "between 0 and 1"),
+        ("bad", "KEY=VALUE"),
+    ):
         with pytest.raises(FaultSpecError, match=needle):
             parse_fault_spec(spec)
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mailpulse.simulators import PROVIDERS, Simulator, SimulatorConfig
 from tests.simulators.conftest import Served
 
-KINDS = {"smartcq": ["sends", "contacts"], "smtpeter": [None], "supersend": [None], "smartersends": ["campaigns", "conversations", "calendar"]}
+KINDS = {
+    "smartcq": ["sends", "contacts"],
+    "smtpeter": [None],
+    "supersend": [None],
+    "smartersends": ["campaigns", "conversations", "calendar"],
+}
 
 
 def _everything(sim: Simulator) -> dict[str, object]:
@@ -48,7 +53,7 @@ def test_simulators_with_equal_configs_share_the_generated_data_but_not_clock_or
 
 
 def test_the_clock_starts_after_the_history_and_only_moves_forward() -> None:
-    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
     sim = Simulator(SimulatorConfig(start=start, history=timedelta(days=2)))
     assert sim.now == start + timedelta(days=2)
     assert sim.advance(timedelta(minutes=90)) == start + timedelta(days=2, minutes=90)
@@ -91,7 +96,13 @@ async def test_the_request_log_records_each_request_and_never_the_token(served: 
     await served.get("smtpeter", "/v1/events/tags/newsletter", start="2026-11-01")
     await served.get("smartcq", "/api/v1/sends", auth=False)
     first, second = sim.request_log
-    assert first == ("smtpeter", "GET", "/v1/events/tags/newsletter", {"access_token": "***", "start": "2026-11-01"}, 200)
+    assert first == (
+        "smtpeter",
+        "GET",
+        "/v1/events/tags/newsletter",
+        {"access_token": "***", "start": "2026-11-01"},
+        200,
+    )
     assert second[0::4] == ("smartcq", 401)
     assert first.sim_time == sim.now and second.at >= first.at
     assert sim.credentials["smtpeter"] not in repr(sim.request_log)
@@ -103,9 +114,15 @@ async def test_control_routes_advance_snapshot_and_set_faults(served: Served, si
     moved = (await served.client.post(base + "/_sim/advance", params={"seconds": 7200})).json()["now"]
     assert (datetime.fromisoformat(moved) - datetime.fromisoformat(now)) == timedelta(hours=2)
     assert (await served.client.post(base + "/_sim/advance", params={"seconds": "-1"})).status_code == 400
-    snap = (await served.client.get(base + "/_sim/snapshot/smartcq", params={"kind": "contacts", "include_archived": "true"})).json()
+    snap = (
+        await served.client.get(
+            base + "/_sim/snapshot/smartcq", params={"kind": "contacts", "include_archived": "true"}
+        )
+    ).json()
     assert snap == sim.snapshot("smartcq", kind="contacts", include_archived=True)
-    r = await served.client.post(base + "/_sim/faults", json={"provider": "smartcq", "script": ["503"], "spec": "429=0.0"})
+    r = await served.client.post(
+        base + "/_sim/faults", json={"provider": "smartcq", "script": ["503"], "spec": "429=0.0"}
+    )
     assert r.status_code == 200 and r.json()["smartcq"]["script"] == ["503"]
     assert (await served.get("smartcq", "/api/v1/sends")).status_code == 503
     assert (await served.client.post(base + "/_sim/faults", json={"script": ["503"]})).status_code == 400

@@ -27,7 +27,9 @@ async def test_sends_without_or_with_a_wrong_key_are_refused_with_a_json_error(s
     assert (await served.get("smartcq", CONTACTS, auth=False)).status_code == 401
 
 
-async def test_since_is_strictly_greater_and_pages_ascend_with_ties_ordered_by_id(served: Served, sim: Simulator) -> None:
+async def test_since_is_strictly_greater_and_pages_ascend_with_ties_ordered_by_id(
+    served: Served, sim: Simulator
+) -> None:
     truth = sim.snapshot("smartcq")
     pivot = truth[len(truth) // 3]["createdAt"]
     r = await served.get("smartcq", SENDS, since=pivot, limit=500)
@@ -49,7 +51,11 @@ async def test_limit_defaults_to_100_and_outside_1_to_500_is_a_400(served: Serve
 
 
 async def test_bad_since_status_or_campaign_id_is_a_400_naming_the_parameter(served: Served) -> None:
-    for params, name in (({"since": "yesterday"}, "since"), ({"status": "read"}, "status"), ({"campaignId": "c01"}, "campaignId")):
+    for params, name in (
+        ({"since": "yesterday"}, "since"),
+        ({"status": "read"}, "status"),
+        ({"campaignId": "c01"}, "campaignId"),
+    ):
         r = await served.get("smartcq", SENDS, **params)
         assert r.status_code == 400
         assert name in r.json()["error"]["message"]
@@ -77,7 +83,9 @@ async def test_campaign_blasts_share_one_instant_and_one_instant_holds_more_than
     assert sum(1 for n in per_instant.values() if n >= 20) >= 5
 
 
-async def test_a_naive_since_next_loop_loses_the_rest_of_a_run_that_straddles_a_page(served: Served, sim: Simulator) -> None:
+async def test_a_naive_since_next_loop_loses_the_rest_of_a_run_that_straddles_a_page(
+    served: Served, sim: Simulator
+) -> None:
     truth = sim.snapshot("smartcq")
     seen: list[str] = []
     since = None
@@ -89,7 +97,9 @@ async def test_a_naive_since_next_loop_loses_the_rest_of_a_run_that_straddles_a_
         if body["next"] is None:
             break
         # A run straddles the boundary when the next send in the truth has the same createdAt.
-        straddled += sum(1 for s in truth if s["createdAt"] == body["next"]) > sum(1 for s in body["data"] if s["createdAt"] == body["next"])
+        straddled += sum(1 for s in truth if s["createdAt"] == body["next"]) > sum(
+            1 for s in body["data"] if s["createdAt"] == body["next"]
+        )
         since = body["next"]
     assert straddled > 0
     assert len(seen) == len(set(seen)) < len(truth)  # what a poller must not do: it skips the rest of each run
@@ -132,7 +142,15 @@ async def test_sends_mutate_as_the_clock_advances_without_changing_created_at(se
     assert opened and all(after[i]["status"] in ("opened", "clicked", "complained") for i in opened)
     # The API serves the new state too.
     one = after[opened[0]]
-    body = (await served.get("smartcq", SENDS, since=(_ts(one["createdAt"]) - timedelta(milliseconds=1)).isoformat(), campaignId=one["campaignId"], limit=500)).json()
+    body = (
+        await served.get(
+            "smartcq",
+            SENDS,
+            since=(_ts(one["createdAt"]) - timedelta(milliseconds=1)).isoformat(),
+            campaignId=one["campaignId"],
+            limit=500,
+        )
+    ).json()
     assert one in body["data"]
 
 
@@ -140,7 +158,17 @@ def test_all_send_statuses_of_the_doc_occur(sim: Simulator) -> None:
     statuses = {s["status"] for s in sim.snapshot("smartcq")}
     sim.advance(timedelta(days=3))
     statuses |= {s["status"] for s in sim.snapshot("smartcq")}
-    assert statuses >= {"queued", "delivered", "opened", "clicked", "bounced", "suppressed", "failed", "delayed", "complained"}
+    assert statuses >= {
+        "queued",
+        "delivered",
+        "opened",
+        "clicked",
+        "bounced",
+        "suppressed",
+        "failed",
+        "delayed",
+        "complained",
+    }
 
 
 async def test_contacts_are_newest_first_and_the_cursor_is_strictly_older(served: Served, sim: Simulator) -> None:
@@ -183,7 +211,9 @@ def test_contacts_follow_hard_bounces_and_change_updated_at(sim: Simulator) -> N
     after = {c["id"]: c for c in sim.snapshot("smartcq", kind="contacts", include_archived=True)}
     changed = [i for i in before if before[i] != after[i]]
     assert changed and all(after[i]["updatedAt"] > before[i]["updatedAt"] for i in changed)
-    bounced_contacts = {s["contactId"] for s in sim.snapshot("smartcq") if s["status"] == "bounced" and s["error"].startswith("5")}
+    bounced_contacts = {
+        s["contactId"] for s in sim.snapshot("smartcq") if s["status"] == "bounced" and s["error"].startswith("5")
+    }
     assert bounced_contacts and any(after[c]["emailStatus"] == "bounced" for c in bounced_contacts if c in after)
 
 

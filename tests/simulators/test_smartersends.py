@@ -30,7 +30,9 @@ async def test_a_missing_or_wrong_key_is_a_401_unauthenticated(served: Served) -
         assert r.status_code == 401 and r.json() == {"message": "Unauthenticated."}
 
 
-async def test_post_export_as_json_returns_file_metadata_and_a_url_serving_the_rows(served: Served, sim: Simulator) -> None:
+async def test_post_export_as_json_returns_file_metadata_and_a_url_serving_the_rows(
+    served: Served, sim: Simulator
+) -> None:
     r = await served.request("POST", "smartersends", POST_PATH, params={**WINDOW, "format": "json", "columns": COLUMNS})
     assert r.status_code == 200
     file = r.json()["file"]
@@ -38,7 +40,9 @@ async def test_post_export_as_json_returns_file_metadata_and_a_url_serving_the_r
     assert file["s3_path"].startswith("/tmp/exports/") and file["s3_path"].endswith(".json")
     assert file["expires_at"].endswith("Z") and "message" not in r.json()
     rows = (await served.client.get(file["url"])).json()  # a signed URL: no bearer key
-    truth = sorted((c for c in sim.snapshot("smartersends", kind="campaigns") if _in_window(c)), key=lambda c: c["send_time"])
+    truth = sorted(
+        (c for c in sim.snapshot("smartersends", kind="campaigns") if _in_window(c)), key=lambda c: c["send_time"]
+    )
     assert rows == [{k: c[k] for k in COLUMNS.split(",")} for c in truth]
     assert any(row["sent_mailing_id"] for row in rows) and any(row["sent_mailing_id"] is None for row in rows)
 
@@ -76,7 +80,9 @@ async def test_the_export_route_not_selected_by_the_setting_answers_405(served: 
         ({**WINDOW, "date_column": "deleted_at"}, "date_column"),
     ],
 )
-async def test_missing_or_invalid_export_parameters_are_a_422_naming_the_field(served: Served, params: dict, field: str) -> None:
+async def test_missing_or_invalid_export_parameters_are_a_422_naming_the_field(
+    served: Served, params: dict, field: str
+) -> None:
     r = await served.request("POST", "smartersends", POST_PATH, params=params)
     assert r.status_code == 422
     assert field in r.json()["errors"] and r.json()["message"]
@@ -92,8 +98,12 @@ async def test_the_no_url_variant_is_scripted_or_drawn(served: Served, sim: Simu
     assert "url" not in (await served.request("POST", "smartersends", POST_PATH, params=WINDOW)).json()["file"]
 
 
-async def test_the_download_url_expires_after_60_simulated_minutes_and_checks_its_signature(served: Served, sim: Simulator) -> None:
-    url = (await served.request("POST", "smartersends", POST_PATH, params={**WINDOW, "format": "json"})).json()["file"]["url"]
+async def test_the_download_url_expires_after_60_simulated_minutes_and_checks_its_signature(
+    served: Served, sim: Simulator
+) -> None:
+    url = (await served.request("POST", "smartersends", POST_PATH, params={**WINDOW, "format": "json"})).json()["file"][
+        "url"
+    ]
     sim.advance(timedelta(minutes=59))
     assert (await served.client.get(url)).status_code == 200
     assert (await served.client.get(url.replace("signature=", "signature=0"))).status_code == 403
@@ -105,7 +115,13 @@ async def test_the_download_url_expires_after_60_simulated_minutes_and_checks_it
 async def test_status_type_and_date_column_filters(served: Served, sim: Simulator) -> None:
     sim.advance(timedelta(days=3))
     truth = sim.snapshot("smartersends", kind="campaigns")
-    params = {**WINDOW, "format": "json", "columns": "name,status,type", "status": "sent, SCHEDULED,invalid_status", "type": "email"}
+    params = {
+        **WINDOW,
+        "format": "json",
+        "columns": "name,status,type",
+        "status": "sent, SCHEDULED,invalid_status",
+        "type": "email",
+    }
     url = (await served.request("POST", "smartersends", POST_PATH, params=params)).json()["file"]["url"]
     rows = (await served.client.get(url)).json()
     expected = [c for c in truth if _in_window(c) and c["status"] in ("Sent", "Scheduled") and c["type"] == "email"]
@@ -141,7 +157,9 @@ async def test_conversations_report_as_json_and_its_csv_export(served: Served, s
     }  # fmt: skip
     assert metrics["total_conversations"] == sum(g["total_conversations"] for g in body["by_group"]) > 0
     assert {"group_id", "group_name", "avg_first_response_minutes"} <= set(body["by_group"][0])
-    narrow = (await served.get("smartersends", "/api/usage/conversations", start_date="2026-11-03", end_date="2026-11-03")).json()
+    narrow = (
+        await served.get("smartersends", "/api/usage/conversations", start_date="2026-11-03", end_date="2026-11-03")
+    ).json()
     assert narrow["range"] == {"start": "2026-11-03T00:00:00Z", "end": "2026-11-03T23:59:59Z"}
     assert narrow["metrics"]["total_conversations"] < metrics["total_conversations"]
     file = (await served.get("smartersends", "/api/usage/conversations", format="csv")).json()["file"]
@@ -159,10 +177,22 @@ async def test_conversation_metrics_move_with_the_clock(sim: Simulator) -> None:
     assert later["metrics"]["total_conversations"] > first["metrics"]["total_conversations"]
 
 
-async def test_the_calendar_lists_events_that_change_over_time_and_reads_one_by_id(served: Served, sim: Simulator) -> None:
+async def test_the_calendar_lists_events_that_change_over_time_and_reads_one_by_id(
+    served: Served, sim: Simulator
+) -> None:
     listed = (await served.get("smartersends", "/api/events")).json()
     assert listed == sim.snapshot("smartersends", kind="calendar") and listed
-    assert {"id", "name", "start_date", "end_date", "repeats", "all_groups", "created_at", "updated_at", "groups"} <= set(listed[0])
+    assert {
+        "id",
+        "name",
+        "start_date",
+        "end_date",
+        "repeats",
+        "all_groups",
+        "created_at",
+        "updated_at",
+        "groups",
+    } <= set(listed[0])
     one = (await served.get("smartersends", f"/api/events/{listed[0]['id']}")).json()
     assert one == listed[0]
     assert (await served.get("smartersends", "/api/events/99999")).status_code == 404

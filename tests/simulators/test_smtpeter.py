@@ -69,7 +69,9 @@ async def test_the_month_cap_is_applied_by_the_server(served: Served, sim: Simul
     assert start_only == month
 
 
-async def test_default_windows_last_month_for_selectors_and_from_sending_for_a_message(served: Served, sim: Simulator) -> None:
+async def test_default_windows_last_month_for_selectors_and_from_sending_for_a_message(
+    served: Served, sim: Simulator
+) -> None:
     truth = sim.snapshot("smtpeter", tags=["newsletter"])
     assert (await served.get("smtpeter", TAGS)).json() == truth  # all within the last month up to today
     message = truth[0]["data"]["id"]

@@ -28,7 +28,11 @@ async def test_a_missing_or_wrong_key_is_a_401_in_the_v2_envelope(served: Served
     ):
         assert r.status_code == 401
         body = r.json()
-        assert body["success"] is False and body["error"]["code"] == "UNAUTHORIZED" and body["request_id"].startswith("req_")
+        assert (
+            body["success"] is False
+            and body["error"]["code"] == "UNAUTHORIZED"
+            and body["request_id"].startswith("req_")
+        )
 
 
 async def test_rows_are_newest_first_and_the_envelope_follows_the_doc(served: Served, sim: Simulator) -> None:
@@ -55,7 +59,9 @@ async def test_offset_paging_reads_every_row_once_while_the_clock_stands_still(s
     assert len({r["id"] for r in rows}) == len(rows)
 
 
-async def test_rows_arriving_during_a_pass_shift_offsets_unless_the_window_end_is_fixed(served: Served, sim: Simulator) -> None:
+async def test_rows_arriving_during_a_pass_shift_offsets_unless_the_window_end_is_fixed(
+    served: Served, sim: Simulator
+) -> None:
     first = (await served.get("supersend", EVENTS, limit=50, offset=0)).json()["data"]
     end = sim.now.isoformat()
     sim.advance(timedelta(hours=2))  # new rows arrive at the top of the list

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tests.streams.fixtures import WorkerProcess
 from mailpulse.topics.events import format_timestamp
+from tests.streams.fixtures import WorkerProcess
 
 
 def ms(dt: datetime) -> str:
@@ -29,7 +29,9 @@ def mismatches(worker: WorkerProcess, truth: dict[str, dict[str, Any]], kind: st
         elif got["rates"] != exp["rates"]:
             bad.append(f"{key}: rates {got['rates']} != {exp['rates']}")
         elif (got["first_event_at"], got["last_event_at"]) != (ms(exp["first"]), ms(exp["last"])):
-            bad.append(f"{key}: first/last {got['first_event_at']},{got['last_event_at']} != {ms(exp['first'])},{ms(exp['last'])}")
+            bad.append(
+                f"{key}: first/last {got['first_event_at']},{got['last_event_at']} != {ms(exp['first'])},{ms(exp['last'])}"
+            )
         elif kind == "contacts" and got["status"] != exp["status"]:
             bad.append(f"{key}: status {got['status']} != {exp['status']}")
     return bad

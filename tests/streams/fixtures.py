@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import httpx
 import yaml
@@ -73,7 +74,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "worker.log"
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("MAILPULSE_KAFKA_BOOTSTRAP", None)
         if hasattr(self, "_logf"):

@@ -8,13 +8,27 @@ tests compare the worker's answers with it.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mailpulse.topics.events import EmailEvent
 
 COUNTS = (
-    "sent", "delivered", "bounced", "hard_bounced", "soft_bounced", "opened", "clicked", "complained",
-    "unsubscribed", "replied", "failed", "deferred", "suppressed", "opens_total", "clicks_total",
+    "sent",
+    "delivered",
+    "bounced",
+    "hard_bounced",
+    "soft_bounced",
+    "opened",
+    "clicked",
+    "complained",
+    "unsubscribed",
+    "replied",
+    "failed",
+    "deferred",
+    "suppressed",
+    "opens_total",
+    "clicks_total",
 )
 
 
@@ -23,12 +37,17 @@ def message_flags(events: list[EmailEvent]) -> dict[str, int]:
     types = {e.type.value for e in distinct}
     kinds = {e.bounce.kind.value for e in distinct if e.type.value == "bounced" and e.bounce}
     no_delivery_reports = any(e.attributes.get("reports_delivery") is False for e in distinct)
-    sent = bool(types & {"sent", "delivered", "deferred", "opened", "clicked", "bounced", "complained", "unsubscribed", "replied"})
+    sent = bool(
+        types
+        & {"sent", "delivered", "deferred", "opened", "clicked", "bounced", "complained", "unsubscribed", "replied"}
+    )
     bounced = "bounced" in types
     if no_delivery_reports:
         delivered = sent and not bounced
     else:
-        delivered = bool(types & {"delivered", "opened", "clicked", "complained", "unsubscribed", "replied"}) and not bounced
+        delivered = (
+            bool(types & {"delivered", "opened", "clicked", "complained", "unsubscribed", "replied"}) and not bounced
+        )
     opens = [e for e in distinct if e.type.value == "opened"]
     clicks = [e for e in distinct if e.type.value == "clicked"]
     counter = max([e.attributes.get("opens_counter", 0) for e in opens] or [0])

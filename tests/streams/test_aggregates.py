@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailpulse.streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS, Aggregate, PartitionView, combine, merge_partial
+from mailpulse.streams.aggregates import HOUR_MS, Aggregate, PartitionView, combine, merge_partial
 from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS, MessageState, apply_events, contribution
-from tests.streams.groundtruth import ground_truth
 from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType, make_event_id
+from tests.streams.groundtruth import ground_truth
 
-NOW = datetime(2026, 11, 23, 12, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 
 
-def ev(msg: int, type_: EventType, hours_ago: float, n: int = 0, *, campaign: str = "c1", contact: str | None = None, kind: BounceKind | None = None) -> EmailEvent:
+def ev(
+    msg: int,
+    type_: EventType,
+    hours_ago: float,
+    n: int = 0,
+    *,
+    campaign: str = "c1",
+    contact: str | None = None,
+    kind: BounceKind | None = None,
+) -> EmailEvent:
     at = NOW - timedelta(hours=hours_ago)
     return EmailEvent(
         event_id=make_event_id("smartcq", "src", msg, type_.value, n),
@@ -55,19 +64,39 @@ def run_incrementally(
 
 def snapshot(view: PartitionView) -> tuple[dict, dict]:
     def agg(table: dict) -> dict:
-        return {k: (a.messages, list(a.counts), a.first_at, a.last_at, dict(a.hourly or {}), list(a.status_at)) for k, a in table.items() if a.messages}
+        return {
+            k: (a.messages, list(a.counts), a.first_at, a.last_at, dict(a.hourly or {}), list(a.status_at))
+            for k, a in table.items()
+            if a.messages
+        }
 
     return agg(view.campaigns), agg(view.contacts)
 
 
-_types = st.sampled_from([EventType.SENT, EventType.DELIVERED, EventType.OPENED, EventType.CLICKED, EventType.BOUNCED, EventType.COMPLAINED, EventType.UNSUBSCRIBED, EventType.DEFERRED])
+_types = st.sampled_from(
+    [
+        EventType.SENT,
+        EventType.DELIVERED,
+        EventType.OPENED,
+        EventType.CLICKED,
+        EventType.BOUNCED,
+        EventType.COMPLAINED,
+        EventType.UNSUBSCRIBED,
+        EventType.DEFERRED,
+    ]
+)
 _history = st.lists(st.tuples(st.integers(0, 7), _types, st.floats(0, 60), st.integers(0, 2)), min_size=1, max_size=40)
 
 
 @settings(max_examples=150, deadline=None)
 @given(spec=_history, seed=st.integers(0, 2**32 - 1), batch=st.integers(1, 7))
-def test_incremental_deltas_in_any_order_with_replays_equal_a_rebuild_from_message_states(spec, seed: int, batch: int) -> None:
-    events = [ev(m, t, h, n, campaign=f"c{m % 2}", kind=BounceKind.HARD if t is EventType.BOUNCED else None) for m, t, h, n in spec]
+def test_incremental_deltas_in_any_order_with_replays_equal_a_rebuild_from_message_states(
+    spec, seed: int, batch: int
+) -> None:
+    events = [
+        ev(m, t, h, n, campaign=f"c{m % 2}", kind=BounceKind.HARD if t is EventType.BOUNCED else None)
+        for m, t, h, n in spec
+    ]
     replayed = events + random.Random(seed).choices(events, k=len(events) // 2)
     random.Random(seed).shuffle(replayed)
     live = PartitionView(0, epoch=1)
@@ -78,9 +107,9 @@ def test_incremental_deltas_in_any_order_with_replays_equal_a_rebuild_from_messa
     # And the sums equal the independent ground truth.
     campaigns, contacts = ground_truth(events)
     for key, exp in campaigns.items():
-        assert dict(zip(COUNT_FIELDS, live.campaigns[key].counts)) == exp["counts"]
+        assert dict(zip(COUNT_FIELDS, live.campaigns[key].counts, strict=True)) == exp["counts"]
     for key, exp in contacts.items():
-        assert dict(zip(COUNT_FIELDS, live.contacts[key].counts)) == exp["counts"]
+        assert dict(zip(COUNT_FIELDS, live.contacts[key].counts, strict=True)) == exp["counts"]
 
 
 def test_hourly_windows_count_a_message_in_the_hour_its_flag_became_true_and_expire_after_48h() -> None:
@@ -99,7 +128,7 @@ def test_hourly_windows_count_a_message_in_the_hour_its_flag_became_true_and_exp
     agg = view.campaigns["src:c1"]
     assert agg.counts[COUNT_FIELDS.index("sent")] == 3
     current = NOW_MS - NOW_MS % HOUR_MS
-    hourly = {(current - h) // HOUR_MS: dict(zip(FLAG_FIELDS, row)) for h, row in agg.hourly.items()}
+    hourly = {(current - h) // HOUR_MS: dict(zip(FLAG_FIELDS, row, strict=True)) for h, row in agg.hourly.items()}
     assert sorted(hourly) == [-0, 3] or sorted(hourly) == [0, 3]
     assert (hourly[0]["sent"], hourly[0]["bounced"], hourly[0]["hard_bounced"]) == (1, 1, 1)
     assert (hourly[3]["sent"], hourly[3]["delivered"]) == (1, 1)
@@ -143,7 +172,9 @@ def test_a_newer_partial_replaces_an_older_one_and_a_stale_or_replayed_one_chang
 def test_a_message_that_gains_its_contact_id_moves_between_contact_keys() -> None:
     view = PartitionView(0, epoch=1)
     e1 = ev(1, EventType.SENT, 1.0)
-    e1 = EmailEvent(**{**{f: getattr(e1, f) for f in e1.__dataclass_fields__}, "contact_id": None, "email": "a@example.com"})
+    e1 = EmailEvent(
+        **{**{f: getattr(e1, f) for f in e1.__dataclass_fields__}, "contact_id": None, "email": "a@example.com"}
+    )
     states = run_incrementally(view, [e1], 1)
     assert set(view.contacts) == {"src:a@example.com"}
     view.take_dirty()
@@ -156,7 +187,15 @@ def test_a_message_that_gains_its_contact_id_moves_between_contact_keys() -> Non
 
 
 def test_combined_status_is_the_latest_that_applies() -> None:
-    base = {"partition": 0, "version": [1, 1], "provider": "x", "messages": 1, "counts": [0] * 15, "first_at": 1, "last_at": 9}
+    base = {
+        "partition": 0,
+        "version": [1, 1],
+        "provider": "x",
+        "messages": 1,
+        "counts": [0] * 15,
+        "first_at": 1,
+        "last_at": 9,
+    }
     value = {
         "partials": {
             "0": {**base, "status_at": [5, 7, None, None]},

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import jsonschema
 import orjson
@@ -17,13 +18,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.eventgen import generate_events
 from mailpulse.streams.schemas import component_schema, load_openapi
-from tests.streams.compare import mismatches
-from tests.streams.fixtures import WorkerProcess, publish, wait_until
-from tests.streams.groundtruth import ground_truth
 from mailpulse.topics.admin import ensure_topics
 from mailpulse.topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, DLQ, EVENTS, topic_name
 from mailpulse.topics.events import EmailEvent, EventType, encode_event, make_event_id
 from mailpulse.topics.records import CampaignMetadata, encode_record
+from tests.streams.compare import mismatches
+from tests.streams.fixtures import WorkerProcess, publish, wait_until
+from tests.streams.groundtruth import ground_truth
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ def schema(name: str) -> dict[str, Any]:
 
 
 def txn_events(campaign: str, n: int, tag: str) -> list[EmailEvent]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return [
         EmailEvent(
             event_id=make_event_id("smartcq", "acme-smartcq", tag, i),
@@ -69,7 +70,9 @@ async def transaction(bootstrap: str, topic: str, events: list[EmailEvent], *, c
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     out: list[Any] = []
     try:
@@ -106,8 +109,13 @@ async def live(kafka, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator
     await producer.start()
     try:
         meta = CampaignMetadata(
-            source="acme-smartcq", provider="smartcq", campaign_id="c0", observed_at=datetime.now(timezone.utc),
-            name="Winter sale", subject="Warm offers", send_time=datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc),
+            source="acme-smartcq",
+            provider="smartcq",
+            campaign_id="c0",
+            observed_at=datetime.now(UTC),
+            name="Winter sale",
+            subject="Warm offers",
+            send_time=datetime(2026, 11, 22, 9, 0, tzinfo=UTC),
         )
         await producer.send_and_wait(topic_name(CAMPAIGNS, prefix), encode_record(meta), key=meta.key.encode())
         await producer.send_and_wait(events_topic, b"{not json", key=b"acme-smartcq:broken")
@@ -186,7 +194,11 @@ async def test_faust_table_pages_are_not_served(live: Live) -> None:
 
 async def test_campaign_metadata_is_joined_into_the_campaign_answer(live: Live) -> None:
     body = live.worker.get("/v1/campaigns/acme-smartcq:c0").json()
-    assert body["metadata"] == {"name": "Winter sale", "subject": "Warm offers", "send_time": "2026-11-22T09:00:00.000Z"}
+    assert body["metadata"] == {
+        "name": "Winter sale",
+        "subject": "Warm offers",
+        "send_time": "2026-11-22T09:00:00.000Z",
+    }
     other = live.worker.get("/v1/campaigns/acme-smartcq:c1").json()
     assert other["metadata"] is None
 
@@ -197,13 +209,18 @@ async def test_invalid_events_go_to_the_dlq_with_a_reason_and_the_rest_is_counte
     assert len(letters) == 2
     assert "not valid JSON" in reasons[0] or "not valid JSON" in reasons[1]
     assert any("provider" in r or "type" in r for r in reasons)
-    jsonschema.validate(letters[0], __import__("mailpulse.topics.contracts", fromlist=["load_schema"]).load_schema("dead-letter.v1.json"))
+    jsonschema.validate(
+        letters[0],
+        __import__("mailpulse.topics.contracts", fromlist=["load_schema"]).load_schema("dead-letter.v1.json"),
+    )
     assert mismatches(live.worker, live.campaigns, "campaigns") == []
 
 
 async def test_the_stats_topics_carry_the_api_answers(live: Live) -> None:
     w = live.worker
-    stats_schema = __import__("mailpulse.topics.contracts", fromlist=["load_schema"]).load_schema("campaign-stats.v1.json")
+    stats_schema = __import__("mailpulse.topics.contracts", fromlist=["load_schema"]).load_schema(
+        "campaign-stats.v1.json"
+    )
 
     async def latest() -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -224,7 +241,17 @@ async def test_the_stats_topics_carry_the_api_answers(live: Live) -> None:
 
 
 async def test_hourly_windows_count_each_message_in_the_hour_it_was_first_sent(live: Live) -> None:
-    sent_types = {"sent", "delivered", "deferred", "opened", "clicked", "bounced", "complained", "unsubscribed", "replied"}
+    sent_types = {
+        "sent",
+        "delivered",
+        "deferred",
+        "opened",
+        "clicked",
+        "bounced",
+        "complained",
+        "unsubscribed",
+        "replied",
+    }
     first_sent: dict[str, tuple[str, datetime]] = {}
     for e in live.committed:
         if e.type.value in sent_types and e.campaign_id:
@@ -275,7 +302,7 @@ async def test_an_oversized_request_line_or_header_is_a_json_4xx_and_one_short_l
         assert r.json()["error"]["status"] == status
     assert w.get("/healthz").status_code == 200
     await asyncio.sleep(0.5)
-    new = w.log.read_text(errors="replace")[len(before):]
+    new = w.log.read_text(errors="replace")[len(before) :]
     rejected = [line for line in new.splitlines() if "rejected an HTTP request" in line]
     assert len(rejected) == 2, new
     assert all(len(line) < 200 and "aaaa" not in line and "bbbb" not in line for line in rejected), rejected
@@ -307,6 +334,11 @@ async def test_schemathesis_finds_no_5xx_and_every_answer_conforms_to_the_docume
         "--no-color",
     ]  # fmt: skip
     result = await asyncio.to_thread(
-        subprocess.run, cmd, capture_output=True, text=True, cwd=tmp_path, timeout=240,
+        subprocess.run,
+        cmd,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import orjson
 from hypothesis import given, settings
@@ -16,7 +17,7 @@ from mailpulse.streams.reducers import fact_of
 from mailpulse.topics import events as topic_events
 from mailpulse.topics.events import decode_event, encode_event
 
-NOW = datetime(2026, 11, 23, 12, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
 VALID = [orjson.loads(encode_event(e)) for e in generate_events(300, seed=11, now=NOW).events]
 
 
@@ -45,7 +46,9 @@ def test_the_fast_path_reads_every_generated_event_as_decode_event_does() -> Non
 
 _TIMESTAMPS = st.one_of(
     st.datetimes(
-        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=2)), None])
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=2)), None]),
     ).map(lambda d: d.isoformat()),
     st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).map(
         lambda d: d.strftime("%Y-%m-%dT%H:%M:%S") + st_frac(d) + "Z"
@@ -76,11 +79,19 @@ _TIMESTAMPS = st.one_of(
 
 
 def st_frac(d: datetime) -> str:
-    return "" if d.microsecond % 3 == 0 else (f".{d.microsecond:06d}" if d.microsecond % 2 else f".{d.microsecond // 1000:03d}")
+    return (
+        ""
+        if d.microsecond % 3 == 0
+        else (f".{d.microsecond:06d}" if d.microsecond % 2 else f".{d.microsecond // 1000:03d}")
+    )
 
 
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8) | st.sampled_from(["", "A@B.C", "hard", "opened", "bounced"]),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.text(max_size=8)
+    | st.sampled_from(["", "A@B.C", "hard", "opened", "bounced"]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=5,
 )
@@ -93,16 +104,30 @@ def _value_for(field: str) -> st.SearchStrategy[Any]:
     if field == "type":
         return st.sampled_from([t.value for t in topic_events.EventType]) | _JSON
     if field == "bounce":
-        return st.fixed_dictionaries(
-            {"kind": st.sampled_from(["hard", "soft", "unknown", "HARD", None])},
-            optional={"code": st.none() | st.text(max_size=3) | st.integers(-(2**40), 2**40), "reason": st.none() | st.text(max_size=3), "x": _JSON},
-        ) | _JSON
+        return (
+            st.fixed_dictionaries(
+                {"kind": st.sampled_from(["hard", "soft", "unknown", "HARD", None])},
+                optional={
+                    "code": st.none() | st.text(max_size=3) | st.integers(-(2**40), 2**40),
+                    "reason": st.none() | st.text(max_size=3),
+                    "x": _JSON,
+                },
+            )
+            | _JSON
+        )
     if field == "attributes":
-        return st.dictionaries(
-            st.sampled_from(["reports_delivery", "opens_counter", "clicks_counter", "other"]),
-            st.none() | st.booleans() | st.integers(-3, 10) | st.floats(0, 5, allow_nan=False) | st.text(max_size=2),
-            max_size=3,
-        ) | _JSON
+        return (
+            st.dictionaries(
+                st.sampled_from(["reports_delivery", "opens_counter", "clicks_counter", "other"]),
+                st.none()
+                | st.booleans()
+                | st.integers(-3, 10)
+                | st.floats(0, 5, allow_nan=False)
+                | st.text(max_size=2),
+                max_size=3,
+            )
+            | _JSON
+        )
     return _JSON
 
 

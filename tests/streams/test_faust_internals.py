@@ -50,7 +50,10 @@ def test_the_worker_app_uses_the_read_committed_consumer() -> None:
     s = create_app(Config())
     assert isinstance(s.app.transport, ReadCommittedTransport)
     assert s.app.transport.Consumer._new_consumer_thread.__qualname__.startswith("ReadCommittedConsumer")
-    assert issubclass(ReadCommittedConsumerThread, __import__("faust.transport.drivers.aiokafka", fromlist=["x"]).AIOKafkaConsumerThread)
+    assert issubclass(
+        ReadCommittedConsumerThread,
+        __import__("faust.transport.drivers.aiokafka", fromlist=["x"]).AIOKafkaConsumerThread,
+    )
 
 
 async def test_after_a_changelog_batch_fails_the_consumer_commits_nothing_and_crashes() -> None:
@@ -108,7 +111,9 @@ def test_a_faust_method_renamed_fails_the_check_naming_what_is_missing(monkeypat
     assert message.endswith("missing faust.transport.drivers.aiokafka.Consumer._wait_next_records(self, timeout)")
 
 
-def test_a_faust_method_with_other_parameters_fails_the_check_naming_both_signatures(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_faust_method_with_other_parameters_fails_the_check_naming_both_signatures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from faust.transport.consumer import Consumer
 
     monkeypatch.setattr(Consumer, "_add_gap", lambda self, tp, start, stop: None)

@@ -46,7 +46,9 @@ def test_subdomains_belong_to_their_parent_domain():
 
 
 def test_config_groups_add_domains_and_win_over_the_table():
-    c = MailboxClassifier({"corporate": ["acme.com", "acme-mail.*"], "gmail": ["gsuite-customer.com"], "ms365": ["live.*"]})
+    c = MailboxClassifier(
+        {"corporate": ["acme.com", "acme-mail.*"], "gmail": ["gsuite-customer.com"], "ms365": ["live.*"]}
+    )
     assert c.classify("x@acme.com") == "corporate"
     assert c.classify("x@acme-mail.de") == "corporate"
     assert c.classify("x@gsuite-customer.com") == "gmail"

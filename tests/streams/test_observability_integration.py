@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -34,7 +34,17 @@ from tests.streams.groundtruth import ground_truth, message_flags
 
 pytestmark = pytest.mark.integration
 
-MAILBOX_FLAGS = ("sent", "delivered", "bounced", "hard_bounced", "soft_bounced", "deferred", "complained", "opened", "clicked")
+MAILBOX_FLAGS = (
+    "sent",
+    "delivered",
+    "bounced",
+    "hard_bounced",
+    "soft_bounced",
+    "deferred",
+    "complained",
+    "opened",
+    "clicked",
+)
 #: The test's own table: domain -> the group the worker must report.
 DOMAINS = {
     "gmail.com": "gmail",
@@ -105,7 +115,9 @@ def _scrape(worker: WorkerProcess) -> list[Any]:
     return list(text_string_to_metric_families(httpx.get(worker.url + "/metrics", timeout=15).text))
 
 
-def summed(workers: list[WorkerProcess], metric: str, by: tuple[str, ...], **match: str) -> dict[tuple[str, ...], float]:
+def summed(
+    workers: list[WorkerProcess], metric: str, by: tuple[str, ...], **match: str
+) -> dict[tuple[str, ...], float]:
     """The workers' shares of ``metric`` summed by the labels ``by``, over samples matching ``match``."""
     out: dict[tuple[str, ...], float] = defaultdict(float)
     for w in workers:
@@ -118,7 +130,7 @@ def summed(workers: list[WorkerProcess], metric: str, by: tuple[str, ...], **mat
 
 
 def _contact_records(events: list[EmailEvent]) -> list[ContactRecord]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ids = sorted({(e.source, e.contact_id) for e in events if e.provider == "smartcq" and e.contact_id})
     return [
         ContactRecord(source=src, provider="smartcq", contact_id=cid, observed_at=now, email=_address(int(cid[1:])))
@@ -156,16 +168,26 @@ async def test_mailbox_figures_are_exact_across_two_workers_and_late_addresses_a
         known = {r.key: r.email for r in early}
         truth = expected_mailboxes(events, known)
         assert any(group == "unknown" for _, group in truth), "the test must hold contacts without an address yet"
-        await wait_until(lambda: api_mailboxes(workers[1]) == truth, 60, "mailbox figures before the late addresses", workers,
-                         show=lambda: _diff(api_mailboxes(workers[1]), truth))
+        await wait_until(
+            lambda: api_mailboxes(workers[1]) == truth,
+            60,
+            "mailbox figures before the late addresses",
+            workers,
+            show=lambda: _diff(api_mailboxes(workers[1]), truth),
+        )
 
         # The other half of the addresses arrives after their events were counted.
         await _send_contacts(kafka.bootstrap, topic_name(CONTACTS, prefix), late)
         known = {r.key: r.email for r in contacts}
         truth = expected_mailboxes(events, known)
         assert not any(group == "unknown" for _, group in truth)
-        await wait_until(lambda: api_mailboxes(workers[0]) == truth, 60, "mailbox figures after the late addresses", workers,
-                         show=lambda: _diff(api_mailboxes(workers[0]), truth))
+        await wait_until(
+            lambda: api_mailboxes(workers[0]) == truth,
+            60,
+            "mailbox figures after the late addresses",
+            workers,
+            show=lambda: _diff(api_mailboxes(workers[0]), truth),
+        )
         assert api_mailboxes(workers[1]) == truth  # every worker answers the whole
 
         # The workers' /metrics shares, summed, are the same figures, all-time and over the last 24 h
@@ -173,8 +195,9 @@ async def test_mailbox_figures_are_exact_across_two_workers_and_late_addresses_a
         expected = {(src, grp, f): n for (src, grp), counts in truth.items() for f, n in counts.items()}
         shares = summed(workers, "mailpulse_mailbox_messages", ("source", "mailbox_provider", "flag"))
         assert shares == expected
-        last_24h = summed(workers, "mailpulse_mailbox_window_messages", ("source", "mailbox_provider", "flag"),
-                          window="last_24h")
+        last_24h = summed(
+            workers, "mailpulse_mailbox_window_messages", ("source", "mailbox_provider", "flag"), window="last_24h"
+        )
         assert last_24h == expected
 
         # A source's figures are the sum of its campaigns' (what /v1/campaigns lists).
@@ -196,31 +219,45 @@ async def test_mailbox_figures_are_exact_across_two_workers_and_late_addresses_a
             w.stop()
 
 
-async def test_only_the_most_recent_campaigns_are_exported_and_a_campaign_leaving_them_loses_its_series(kafka, tmp_path):
+async def test_only_the_most_recent_campaigns_are_exported_and_a_campaign_leaving_them_loses_its_series(
+    kafka, tmp_path
+):
     prefix = f"t{uuid.uuid4().hex[:8]}."
     await ensure_topics(kafka.bootstrap, prefix=prefix, replication_factor=1)
-    base = datetime.now(timezone.utc).timestamp() - 3600
+    base = datetime.now(UTC).timestamp() - 3600
     campaigns = 10_000
 
     def sent(n: int, at: float, tag: str = "") -> EmailEvent:
-        when = datetime.fromtimestamp(at, timezone.utc)
+        when = datetime.fromtimestamp(at, UTC)
         return EmailEvent(
             event_id=make_event_id("smartcq", "acme", f"m{n}{tag}", "sent"),
-            provider="smartcq", source="acme", type=EventType.SENT, occurred_at=when, observed_at=when,
-            message_id=f"m{n}{tag}", campaign_id=f"c{n:05d}", contact_id=f"u{n}",
+            provider="smartcq",
+            source="acme",
+            type=EventType.SENT,
+            occurred_at=when,
+            observed_at=when,
+            message_id=f"m{n}{tag}",
+            campaign_id=f"c{n:05d}",
+            contact_id=f"u{n}",
         )
 
     # Campaign n last sent at base + n/10 s: the newest 200 are c09800 .. c09999.
     await publish(kafka.bootstrap, topic_name(EVENTS, prefix), [sent(n, base + n / 10) for n in range(campaigns)])
     worker = WorkerProcess(tmp_path, kafka.bootstrap, prefix, "w").start()
     try:
+
         def exported() -> set[str]:
             got = summed([worker], "mailpulse_campaign_messages", ("campaign",), flag="sent")
             return {c for (c,) in got}
 
         newest = {f"c{n:05d}" for n in range(campaigns - 200, campaigns)}
-        await wait_until(lambda: exported() == newest, 120, "the 200 newest campaigns exported", [worker],
-                         show=lambda: (len(exported()), sorted(exported() - newest)[:5], sorted(newest - exported())[:5]))
+        await wait_until(
+            lambda: exported() == newest,
+            120,
+            "the 200 newest campaigns exported",
+            [worker],
+            show=lambda: (len(exported()), sorted(exported() - newest)[:5], sorted(newest - exported())[:5]),
+        )
         series = sum(len(f.samples) for f in _scrape(worker) if f.name.startswith("mailpulse_campaign_"))
         assert series == 200 * 13 * 3  # 13 flags, all-time and two hourly windows: the documented bound
 

@@ -42,10 +42,15 @@ async def test_a_20s_broker_outage_is_a_few_worker_log_lines(tmp_path: Path) -> 
         started = time.monotonic()
         await asyncio.to_thread(broker.start)
         await wait_until(
-            lambda: "Kafka connection is back" in worker.log.read_text(errors="replace"), 90, "the 'back' line", [worker]
+            lambda: "Kafka connection is back" in worker.log.read_text(errors="replace"),
+            90,
+            "the 'back' line",
+            [worker],
         )
         lines = worker.log.read_text(errors="replace").splitlines()[before:]
-        assert len(lines) <= MAX_LINES, f"{len(lines)} lines in {time.monotonic() - started + 20:.0f}s:\n" + "\n".join(lines[:60])
+        assert len(lines) <= MAX_LINES, f"{len(lines)} lines in {time.monotonic() - started + 20:.0f}s:\n" + "\n".join(
+            lines[:60]
+        )
         assert "Traceback" not in "\n".join(lines)
         await wait_until(lambda: worker.get("/readyz").status_code == 200, 120, "worker ready again", [worker])
     finally:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from multidict import MultiDict
-
 from aiohttp.http_exceptions import BadStatusLine, LineTooLong
+from multidict import MultiDict
 
 from mailpulse.streams import http_errors
 from mailpulse.streams.params import check_request, operation_params
@@ -50,7 +49,11 @@ def test_a_repeated_parameter_is_an_error_and_valid_values_pass():
     with pytest.raises(QueryError) as info:
         check_request("/v1/campaigns", MultiDict([("limit", "1"), ("limit", "2")]), {})
     assert info.value.parameter == "limit"
-    check_request("/v1/campaigns", MultiDict({"source": "acme-smartcq", "limit": "1000", "order": "-last_event_at", "scope": "local"}), {})
+    check_request(
+        "/v1/campaigns",
+        MultiDict({"source": "acme-smartcq", "limit": "1000", "order": "-last_event_at", "scope": "local"}),
+        {},
+    )
     check_request("/v1/campaigns/{key}/hourly", MultiDict({"hours": "48"}), {"key": "acme:c-1"})
     check_request("/v1/campaigns", MultiDict({"unknown": "x"}), {})  # undocumented parameters are ignored
     check_request("/healthz", MultiDict(), {})

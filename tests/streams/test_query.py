@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import orjson
 import pytest
 
@@ -28,12 +30,28 @@ def value(**counts: int) -> dict:
     """A stage-2 value as the table holds it (partials in their compact wire form), read as the worker reads it."""
     c = [counts.get(f, 0) for f in COUNT_FIELDS]
     current = NOW_MS - NOW_MS % HOUR_MS
-    return decode_value(orjson.dumps({
-        "partials": {
-            "0": {"p": 0, "v": [1, 1], "provider": "smartcq", "n": 3, "c": c, "f": NOW_MS - 5000, "l": NOW_MS, "h": {str(current): c[:13], str(current - 2 * HOUR_MS): [1] + [0] * 12}, "lo": None, "lc": None, "s": [NOW_MS, None, None, None]},
-        },
-        "meta": {"name": "Spring sale", "subject": "50% off", "send_time": "2026-11-20T10:00:00.000Z"},
-    }))
+    return decode_value(
+        orjson.dumps(
+            {
+                "partials": {
+                    "0": {
+                        "p": 0,
+                        "v": [1, 1],
+                        "provider": "smartcq",
+                        "n": 3,
+                        "c": c,
+                        "f": NOW_MS - 5000,
+                        "l": NOW_MS,
+                        "h": {str(current): c[:13], str(current - 2 * HOUR_MS): [1] + [0] * 12},
+                        "lo": None,
+                        "lc": None,
+                        "s": [NOW_MS, None, None, None],
+                    },
+                },
+                "meta": {"name": "Spring sale", "subject": "50% off", "send_time": "2026-11-20T10:00:00.000Z"},
+            }
+        )
+    )
 
 
 def test_rates_are_null_when_their_denominator_is_zero() -> None:
@@ -43,8 +61,13 @@ def test_rates_are_null_when_their_denominator_is_zero() -> None:
     assert (r["delivery_rate"], r["bounce_rate"], r["open_rate"], r["click_to_open_rate"]) == (0.0, 0.25, None, None)
     r = rates({**zero, "sent": 10, "delivered": 8, "opened": 4, "clicked": 2, "complained": 1, "unsubscribed": 2})
     assert r == {
-        "delivery_rate": 0.8, "bounce_rate": 0.0, "open_rate": 0.5, "click_rate": 0.25,
-        "click_to_open_rate": 0.5, "complaint_rate": 0.125, "unsubscribe_rate": 0.25,
+        "delivery_rate": 0.8,
+        "bounce_rate": 0.0,
+        "open_rate": 0.5,
+        "click_rate": 0.25,
+        "click_to_open_rate": 0.5,
+        "complaint_rate": 0.125,
+        "unsubscribe_rate": 0.25,
     }
 
 
@@ -108,12 +131,12 @@ def test_lists_of_several_workers_merge_newest_first_and_are_cut_to_the_limit() 
 
 def test_answer_timestamps_are_the_event_schema_format_at_millisecond_precision() -> None:
     import random
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from mailpulse.streams.query import _ts
     from mailpulse.topics.events import format_timestamp
 
     rng = random.Random(3)
     for ms in [0, 999, 1_000, 1_795_000_000_123] + [rng.randrange(0, 4_000_000_000_000) for _ in range(500)]:
-        dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc).replace(microsecond=(ms % 1000) * 1000)
+        dt = datetime.fromtimestamp(ms // 1000, tz=UTC).replace(microsecond=(ms % 1000) * 1000)
         assert _ts(ms) == format_timestamp(dt)

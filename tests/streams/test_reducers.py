@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailpulse.streams.reducers import (
     COUNT_FIELDS,
+    FLAG_FIELDS,
     apply_event,
     apply_events,
     contribution,
@@ -18,13 +19,21 @@ from mailpulse.streams.reducers import (
     encode_state,
     flag_times,
 )
-from tests.streams.groundtruth import message_flags
 from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType, make_event_id
+from tests.streams.groundtruth import message_flags
 
-T0 = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def event(type_: EventType, minute: int = 0, n: int = 0, *, kind: BounceKind | None = None, provider: str = "smartcq", **attrs: object) -> EmailEvent:
+def event(
+    type_: EventType,
+    minute: int = 0,
+    n: int = 0,
+    *,
+    kind: BounceKind | None = None,
+    provider: str = "smartcq",
+    **attrs: object,
+) -> EmailEvent:
     return EmailEvent(
         event_id=make_event_id(provider, "src", "m1", type_.value, n, minute),
         provider=provider,
@@ -44,7 +53,7 @@ def event(type_: EventType, minute: int = 0, n: int = 0, *, kind: BounceKind | N
 def flags_of(events: list[EmailEvent]) -> dict[str, int]:
     state = apply_events(None, events)
     assert state is not None
-    return dict(zip(COUNT_FIELDS, contribution(state).counts))
+    return dict(zip(COUNT_FIELDS, contribution(state).counts, strict=True))
 
 
 def test_every_order_of_a_message_history_gives_the_same_state_and_flags() -> None:
@@ -65,7 +74,16 @@ def test_every_order_of_a_message_history_gives_the_same_state_and_flags() -> No
         assert state == reference
         orders += 1
     assert orders == 720
-    assert flags_of(history) == {**dict.fromkeys(COUNT_FIELDS, 0), "sent": 1, "delivered": 1, "opened": 1, "clicked": 1, "unsubscribed": 1, "opens_total": 2, "clicks_total": 1}
+    assert flags_of(history) == {
+        **dict.fromkeys(COUNT_FIELDS, 0),
+        "sent": 1,
+        "delivered": 1,
+        "opened": 1,
+        "clicked": 1,
+        "unsubscribed": 1,
+        "opens_total": 2,
+        "clicks_total": 1,
+    }
 
 
 def test_a_duplicate_event_returns_the_same_state_object_so_nothing_is_written() -> None:
@@ -88,7 +106,9 @@ def test_a_bounce_after_a_delivery_unsets_delivered_whatever_the_order() -> None
 
 
 def test_a_message_with_a_soft_and_a_hard_bounce_counts_as_hard_only() -> None:
-    f = flags_of([event(EventType.BOUNCED, 1, 1, kind=BounceKind.SOFT), event(EventType.BOUNCED, 2, 2, kind=BounceKind.HARD)])
+    f = flags_of(
+        [event(EventType.BOUNCED, 1, 1, kind=BounceKind.SOFT), event(EventType.BOUNCED, 2, 2, kind=BounceKind.HARD)]
+    )
     assert (f["bounced"], f["hard_bounced"], f["soft_bounced"]) == (1, 1, 0)
     g = flags_of([event(EventType.BOUNCED, 1, kind=BounceKind.UNKNOWN)])
     assert (g["bounced"], g["hard_bounced"], g["soft_bounced"], g["sent"]) == (1, 0, 0, 1)
@@ -98,7 +118,12 @@ def test_a_provider_without_delivery_reports_counts_sent_and_not_bounced_as_deli
     no_reports = {"reports_delivery": False}
     f = flags_of([event(EventType.SENT, provider="supersend", **no_reports)])
     assert (f["sent"], f["delivered"]) == (1, 1)
-    g = flags_of([event(EventType.SENT, provider="supersend", **no_reports), event(EventType.BOUNCED, 3, provider="supersend", kind=BounceKind.HARD, **no_reports)])
+    g = flags_of(
+        [
+            event(EventType.SENT, provider="supersend", **no_reports),
+            event(EventType.BOUNCED, 3, provider="supersend", kind=BounceKind.HARD, **no_reports),
+        ]
+    )
     assert (g["sent"], g["delivered"], g["bounced"]) == (1, 0, 1)
 
 
@@ -116,7 +141,7 @@ def test_queued_alone_sets_no_flag_and_failed_and_suppressed_are_not_sent() -> N
 def test_flag_times_are_the_first_occurrence_of_the_facts_that_set_the_flag() -> None:
     state = apply_events(None, [event(EventType.CLICKED, 20), event(EventType.SENT, 0), event(EventType.OPENED, 30)])
     assert state is not None
-    times = dict(zip(COUNT_FIELDS, flag_times(state)))
+    times = dict(zip(FLAG_FIELDS, flag_times(state), strict=True))
     ms = int(T0.timestamp() * 1000)
     assert times["sent"] == ms
     assert times["opened"] == ms + 20 * 60_000  # the click came first
@@ -124,7 +149,14 @@ def test_flag_times_are_the_first_occurrence_of_the_facts_that_set_the_flag() ->
 
 
 def test_state_survives_its_table_encoding() -> None:
-    state = apply_events(None, [event(EventType.SENT), event(EventType.BOUNCED, 2, kind=BounceKind.SOFT), event(EventType.OPENED, 3, opens_counter=2)])
+    state = apply_events(
+        None,
+        [
+            event(EventType.SENT),
+            event(EventType.BOUNCED, 2, kind=BounceKind.SOFT),
+            event(EventType.OPENED, 3, opens_counter=2),
+        ],
+    )
     assert state is not None
     assert decode_state(encode_state(state)) == state
 
@@ -156,7 +188,12 @@ def _events(specs: list[tuple[EventType, int, BounceKind | None, int]], reports:
 
 
 @settings(max_examples=300, deadline=None)
-@given(specs=_event_specs, reports=st.booleans(), seed=st.integers(0, 2**32 - 1), dup=st.lists(st.integers(0, 11), max_size=10))
+@given(
+    specs=_event_specs,
+    reports=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+    dup=st.lists(st.integers(0, 11), max_size=10),
+)
 def test_any_permutation_and_duplication_gives_the_same_flags_and_counters_as_the_ground_truth(
     specs: list[tuple[EventType, int, BounceKind | None, int]], reports: bool, seed: int, dup: list[int]
 ) -> None:
@@ -173,4 +210,4 @@ def test_any_permutation_and_duplication_gives_the_same_flags_and_counters_as_th
         i += n
     assert state is not None
     assert state == apply_events(None, events)
-    assert dict(zip(COUNT_FIELDS, contribution(state).counts)) == message_flags(events)
+    assert dict(zip(COUNT_FIELDS, contribution(state).counts, strict=True)) == message_flags(events)

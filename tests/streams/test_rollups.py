@@ -16,8 +16,13 @@ CURRENT = NOW - NOW % HOUR
 
 def _partial(partition: int, seq: int, messages: int, sent: int, email: str | None, hour_back: int) -> dict:
     p = {
-        "partition": partition, "version": [1, seq], "provider": "smtpeter", "messages": messages,
-        "counts": [sent] + [0] * 14, "first_at": NOW, "last_at": NOW,
+        "partition": partition,
+        "version": [1, seq],
+        "provider": "smtpeter",
+        "messages": messages,
+        "counts": [sent] + [0] * 14,
+        "first_at": NOW,
+        "last_at": NOW,
         "hourly": {str(CURRENT - hour_back * HOUR): [sent] + [0] * 12} if sent else {},
     }
     if email is not None:
@@ -27,8 +32,14 @@ def _partial(partition: int, seq: int, messages: int, sent: int, email: str | No
 
 updates = st.lists(
     st.one_of(
-        st.tuples(st.just("partial"), st.sampled_from(["src:u1", "src:u2", "src:a@gmail.com"]), st.integers(0, 3),
-                  st.integers(0, 4), st.sampled_from([None, "x@gmail.com", "y@yahoo.fr"]), st.integers(0, 30)),
+        st.tuples(
+            st.just("partial"),
+            st.sampled_from(["src:u1", "src:u2", "src:a@gmail.com"]),
+            st.integers(0, 3),
+            st.integers(0, 4),
+            st.sampled_from([None, "x@gmail.com", "y@yahoo.fr"]),
+            st.integers(0, 30),
+        ),
         st.tuples(st.just("meta"), st.sampled_from(["src:u1", "src:u2"]), st.sampled_from([None, "z@icloud.com"])),
     ),
     max_size=40,
@@ -55,8 +66,11 @@ def _replay(events: list, group_of) -> tuple[Rollup, dict]:
 
 
 def _snapshot(rollup: Rollup) -> dict:
-    return {g: (t.counts, {h: r for h, r in t.hourly.items() if any(r)}) for g, t in rollup.groups.items()
-            if any(t.counts) or any(any(r) for r in t.hourly.values())}
+    return {
+        g: (t.counts, {h: r for h, r in t.hourly.items() if any(r)})
+        for g, t in rollup.groups.items()
+        if any(t.counts) or any(any(r) for r in t.hourly.values())
+    }
 
 
 @given(updates)

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from bench.eventgen import generate_events
+from mailpulse.topics.contracts import EVENTS, topic_name
 from tests.streams.compare import expected_hourly_sent, hourly_mismatches, mismatches
 from tests.streams.fixtures import WorkerProcess, publish, wait_until
 from tests.streams.groundtruth import ground_truth
-from mailpulse.topics.contracts import EVENTS, topic_name
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,13 @@ async def test_one_worker_answers_every_campaign_and_contact_exactly_under_dupli
     w = WorkerProcess(tmp_path, kafka.bootstrap, topic_prefix, "w1").start()
     try:
         await wait_until(lambda: w.get("/readyz").status_code == 200, 90, "worker ready", [w])
-        await wait_until(lambda: not mismatches(w, campaigns, "campaigns"), 90, "exact campaign answers", [w], show=lambda: mismatches(w, campaigns, "campaigns")[:5])
+        await wait_until(
+            lambda: not mismatches(w, campaigns, "campaigns"),
+            90,
+            "exact campaign answers",
+            [w],
+            show=lambda: mismatches(w, campaigns, "campaigns")[:5],
+        )
         await wait_until(lambda: not mismatches(w, contacts, "contacts"), 60, "exact contact answers", [w])
         assert mismatches(w, campaigns, "campaigns") == []
         assert mismatches(w, contacts, "contacts") == []
@@ -33,7 +39,10 @@ async def test_one_worker_answers_every_campaign_and_contact_exactly_under_dupli
         ends = await end_offsets(kafka.bootstrap, topic_name(EVENTS, topic_prefix))
         expected = {str(p): float(end - 1) for p, end in ends.items() if end > 0}
         progress = await wait_until(
-            lambda: (lambda g: g if g["read"] == expected else None)(_progress(w)), 30, "read offsets at the end of every partition", [w]
+            lambda: (lambda g: g if g["read"] == expected else None)(_progress(w)),
+            30,
+            "read offsets at the end of every partition",
+            [w],
         )
         assert set(progress["lag"]) == set(expected) and set(progress["lag"].values()) == {0.0}
     finally:
@@ -85,11 +94,17 @@ async def test_two_workers_answer_every_key_and_stay_exact_after_one_is_sigkille
         await wait_until(split, 120, "two ready workers sharing the partitions", workers)
         campaigns, contacts = ground_truth(first.events)
         await wait_until(
-            lambda: not mismatches(w1, campaigns, "campaigns"), 90, "exact campaigns", workers,
+            lambda: not mismatches(w1, campaigns, "campaigns"),
+            90,
+            "exact campaigns",
+            workers,
             show=lambda: mismatches(w1, campaigns, "campaigns")[:5],
         )
         await wait_until(
-            lambda: not mismatches(w1, contacts, "contacts"), 60, "exact contacts", workers,
+            lambda: not mismatches(w1, contacts, "contacts"),
+            60,
+            "exact contacts",
+            workers,
             show=lambda: mismatches(w1, contacts, "contacts")[:5],
         )
         for w in workers:  # every key, from either worker (routed to its owner when needed)
@@ -107,11 +122,17 @@ async def test_two_workers_answer_every_key_and_stay_exact_after_one_is_sigkille
             lambda: w2.get("/readyz").json()["partitions"] == list(range(8)), 90, "w2 owning every partition", [w2]
         )
         await wait_until(
-            lambda: not mismatches(w2, campaigns, "campaigns"), 90, "exact campaigns after takeover", [w2],
+            lambda: not mismatches(w2, campaigns, "campaigns"),
+            90,
+            "exact campaigns after takeover",
+            [w2],
             show=lambda: mismatches(w2, campaigns, "campaigns")[:5],
         )
         await wait_until(
-            lambda: not mismatches(w2, contacts, "contacts"), 60, "exact contacts after takeover", [w2],
+            lambda: not mismatches(w2, contacts, "contacts"),
+            60,
+            "exact contacts after takeover",
+            [w2],
             show=lambda: mismatches(w2, contacts, "contacts")[:5],
         )
         assert mismatches(w2, campaigns, "campaigns") == []
@@ -145,7 +166,10 @@ async def test_a_worker_killed_mid_batch_and_restarted_leaves_a_changelog_a_fres
         w1.start()  # same data dir: local tables ahead of the changelog must be discarded, not trusted
         await wait_until(lambda: w1.get("/readyz").status_code == 200, 120, "w1 ready again", [w1])
         await wait_until(
-            lambda: not mismatches(w1, campaigns, "campaigns"), 120, "exact campaigns after the restart", [w1],
+            lambda: not mismatches(w1, campaigns, "campaigns"),
+            120,
+            "exact campaigns after the restart",
+            [w1],
             show=lambda: mismatches(w1, campaigns, "campaigns")[:5],
         )
         await wait_until(lambda: not mismatches(w1, contacts, "contacts"), 60, "exact contacts after the restart", [w1])
@@ -156,7 +180,10 @@ async def test_a_worker_killed_mid_batch_and_restarted_leaves_a_changelog_a_fres
     try:
         await wait_until(lambda: fresh.get("/readyz").status_code == 200, 120, "the fresh worker ready", [fresh])
         await wait_until(
-            lambda: not mismatches(fresh, campaigns, "campaigns"), 90, "exact campaigns from the changelog alone", [fresh],
+            lambda: not mismatches(fresh, campaigns, "campaigns"),
+            90,
+            "exact campaigns from the changelog alone",
+            [fresh],
             show=lambda: mismatches(fresh, campaigns, "campaigns")[:5],
         )
         assert mismatches(fresh, contacts, "contacts") == []

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hypothesis import strategies as st
 
 from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType
 
 _text = st.text(min_size=1, max_size=20)
-_times = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)
-)
+_times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
 _bounces = st.none() | st.builds(
     Bounce, kind=st.sampled_from(BounceKind), code=st.none() | _text, reason=st.none() | _text
 )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
 from hypothesis import given
 
-from tests.topics.strategies import events
 from mailpulse.topics.events import (
     Bounce,
     BounceKind,
@@ -21,8 +20,9 @@ from mailpulse.topics.events import (
     make_event_id,
     parse_timestamp,
 )
+from tests.topics.strategies import events
 
-T0 = datetime(2026, 5, 10, 8, 0, 3, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 10, 8, 0, 3, tzinfo=UTC)
 
 
 def _event(**overrides) -> EmailEvent:

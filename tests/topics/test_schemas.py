@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import jsonschema
 import orjson
 import pytest
 from hypothesis import given, settings
 
-from tests.topics.strategies import events
 from mailpulse.topics.contracts import TOPICS, load_schema
 from mailpulse.topics.events import BounceKind, EmailEvent, EventType, SchemaError, decode_event, encode_event
 from mailpulse.topics.records import CampaignMetadata, Checkpoint, ContactRecord, DeadLetter, encode_record
+from tests.topics.strategies import events
 
 EVENT_SCHEMA = load_schema("email-event.v1.json")
-T0 = datetime(2026, 5, 10, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 10, 8, 0, tzinfo=UTC)
 
 
 def _validator(schema: dict) -> jsonschema.Draft202012Validator:
@@ -67,8 +67,8 @@ def test_every_encoded_event_validates_against_the_schema(event):
     ],
 )
 def test_what_the_schema_rejects_the_decoder_rejects(bad):
-    from tests.topics.test_events import _event
     from mailpulse.topics.events import event_to_dict
+    from tests.topics.test_events import _event
 
     data = {**event_to_dict(_event()), **bad}
     assert not _validator(EVENT_SCHEMA).is_valid(data)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import orjson
 import pytest
@@ -13,7 +14,7 @@ from mailpulse.connectors.errors import NormalisationError
 from mailpulse.topics.events import EmailEvent, event_from_dict, event_to_dict
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
-OBSERVED = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+OBSERVED = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 Normalise = Callable[[Any, datetime], Sequence[Any]]
 
@@ -23,7 +24,11 @@ def load(provider: str, name: str) -> Any:
 
 
 def make_normalise_tests(
-    records: Callable[[], list[Any]], normalise: Normalise, *, bad_fields: set[str], fact_is_message_and_type: bool = True
+    records: Callable[[], list[Any]],
+    normalise: Normalise,
+    *,
+    bad_fields: set[str],
+    fact_is_message_and_type: bool = True,
 ) -> type:
     """A test class: every recorded item normalises (or fails naming one of ``bad_fields``), ids are unique and stable.
 

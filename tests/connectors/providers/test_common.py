@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +17,14 @@ _datetimes = st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(999
 #: Every shape the providers send: SmartCQ '...T...mmmZ', SuperSend '...Z', SMTPeter and SmarterSends
 #: 'YYYY-MM-DD hh:mm:ss' (the fast path), plus naive 'T' forms and offsets.
 _formats = st.sampled_from(
-    ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S+02:00"]
+    [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M:%SZ",
+        "%Y-%m-%dT%H:%M:%S.%fZ",
+        "%Y-%m-%d %H:%M:%S.%f",
+        "%Y-%m-%dT%H:%M:%S+02:00",
+    ]
 )
 #: 19-character texts near the fast path's shape, most of them malformed.
 _near_misses = st.text(alphabet="0123456789-:T Z+.,W", min_size=19, max_size=19) | st.builds(
@@ -50,7 +57,7 @@ def test_timestamp_fast_path_equals_the_general_parse_on_provider_formats(dt, fm
     text = dt.strftime(fmt)
     got, want = _fast(text), _reference(text)
     assert got == want
-    assert isinstance(got, datetime) and got.tzinfo is timezone.utc
+    assert isinstance(got, datetime) and got.tzinfo is UTC
 
 
 @settings(max_examples=1000, deadline=None)
@@ -59,10 +66,12 @@ def test_timestamp_fast_path_never_accepts_what_the_general_parse_rejects(text):
     got, want = _fast(text), _reference(text)
     assert got == want
     if isinstance(got, datetime):
-        assert got.tzinfo is timezone.utc
+        assert got.tzinfo is UTC
 
 
-@pytest.mark.parametrize("text", ["2026-11-01T00+01:00", "2026-11-01T00:00+01", "20261101T000803.12Z", "2026-11-01T00:00:0Z", "2026-11-01"])
+@pytest.mark.parametrize(
+    "text", ["2026-11-01T00+01:00", "2026-11-01T00:00+01", "20261101T000803.12Z", "2026-11-01T00:00:0Z", "2026-11-01"]
+)
 def test_timestamp_of_odd_19_character_and_short_forms_matches_the_general_parse(text):
     assert _fast(text) == _reference(text)
 
@@ -76,21 +85,30 @@ def _outcome(parse, value):
 
 
 @settings(max_examples=500, deadline=None)
-@given(_datetimes, _formats | st.sampled_from(["%Y-%m-%dT%H:%M:%S.%f+00:00", "%Y-%m-%dT%H:%M+00:00", "%Y-%m-%dT%H:%M+00"]))
+@given(
+    _datetimes, _formats | st.sampled_from(["%Y-%m-%dT%H:%M:%S.%f+00:00", "%Y-%m-%dT%H:%M+00:00", "%Y-%m-%dT%H:%M+00"])
+)
 def test_utc_timestamp_is_timestamp_on_provider_formats(dt, fmt):
     text = dt.strftime(fmt)
     got, want = _outcome(utc_timestamp, text), _outcome(timestamp, text)
     assert got == want and type(got) is type(want)
-    assert got.tzinfo is want.tzinfo is timezone.utc
+    assert got.tzinfo is want.tzinfo is UTC
 
 
 @settings(max_examples=1000, deadline=None)
-@given(_near_misses | st.text(alphabet="0123456789-:T Z+.,W", max_size=30) | st.none() | st.integers() | st.booleans() | st.lists(st.integers(), max_size=2))
+@given(
+    _near_misses
+    | st.text(alphabet="0123456789-:T Z+.,W", max_size=30)
+    | st.none()
+    | st.integers()
+    | st.booleans()
+    | st.lists(st.integers(), max_size=2)
+)
 def test_utc_timestamp_is_timestamp_on_near_misses_and_wrong_types(value):
     got, want = _outcome(utc_timestamp, value), _outcome(timestamp, value)
     assert got == want and type(got) is type(want)
     if isinstance(got, datetime):
-        assert got.tzinfo is want.tzinfo is timezone.utc
+        assert got.tzinfo is want.tzinfo is UTC
 
 
 @settings(max_examples=300, deadline=None)

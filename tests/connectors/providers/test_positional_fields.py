@@ -10,9 +10,9 @@ from mailpulse.connectors.errors import NormalisationError
 from mailpulse.connectors.providers.smtpeter import normalise as smtpeter_normalise
 from mailpulse.connectors.providers.supersend import _ATTRIBUTES
 from mailpulse.connectors.providers.supersend import normalise as supersend_normalise
-from tests.connectors.providers.suite import OBSERVED, load
 from mailpulse.topics.events import EmailEvent, make_event_id
 from mailpulse.topics.records import CampaignMetadata, ContactRecord
+from tests.connectors.providers.suite import OBSERVED, load
 
 
 def _names(cls: type) -> list[str]:
@@ -27,8 +27,26 @@ def test_email_event_fields_are_in_the_order_the_providers_pass_them():
 
 
 def test_contact_and_campaign_record_fields_are_in_the_order_the_providers_pass_them():
-    assert _names(ContactRecord) == ["source", "provider", "contact_id", "observed_at", "email", "status", "updated_at", "attributes"]
-    assert _names(CampaignMetadata) == ["source", "provider", "campaign_id", "observed_at", "name", "subject", "send_time", "attributes"]
+    assert _names(ContactRecord) == [
+        "source",
+        "provider",
+        "contact_id",
+        "observed_at",
+        "email",
+        "status",
+        "updated_at",
+        "attributes",
+    ]
+    assert _names(CampaignMetadata) == [
+        "source",
+        "provider",
+        "campaign_id",
+        "observed_at",
+        "name",
+        "subject",
+        "send_time",
+        "attributes",
+    ]
 
 
 def test_smtpeter_streamed_event_id_is_the_contract_make_event_id_of_the_sorted_data():
@@ -36,7 +54,9 @@ def test_smtpeter_streamed_event_id_is_the_contract_make_event_id_of_the_sorted_
     for ordinal in (0, 1, 7, None):
         for raw in load("smtpeter", "events-template-42.json"):
             try:
-                event = smtpeter_normalise(raw, source="acme", campaign_id="template:42", observed_at=OBSERVED, ordinal=ordinal)
+                event = smtpeter_normalise(
+                    raw, source="acme", campaign_id="template:42", observed_at=OBSERVED, ordinal=ordinal
+                )
             except NormalisationError:
                 continue  # the recording's deliberately broken records
             checked += 1

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from mailpulse.connectors.providers.smartcq import normalise, normalise_contact
-from tests.connectors.providers.suite import OBSERVED, load, make_normalise_tests
 from mailpulse.topics.events import EventType
+from tests.connectors.providers.suite import OBSERVED, load, make_normalise_tests
 
 DOC_EXAMPLE = {  # smartcq-sends.txt, "Risposta 200"
     "id": "00000000-0000-0000-0000-000000000a01",
@@ -24,7 +24,9 @@ def _normalise(raw, observed):
     return normalise(raw, source="acme", observed_at=observed)
 
 
-TestSendsStandard = make_normalise_tests(lambda: load("smartcq", "sends.json")["data"], _normalise, bad_fields={"id", "createdAt", "status"})
+TestSendsStandard = make_normalise_tests(
+    lambda: load("smartcq", "sends.json")["data"], _normalise, bad_fields={"id", "createdAt", "status"}
+)
 TestContactsStandard = make_normalise_tests(
     lambda: load("smartcq", "contacts.json")["data"],
     lambda raw, observed: [normalise_contact(raw, source="acme", observed_at=observed)],
@@ -48,10 +50,14 @@ def test_doc_example_yields_one_event_per_timestamp_with_ids_from_the_send():
 
 
 def test_status_facts_map_delayed_to_deferred_and_keep_the_bounce_text():
-    delayed = _normalise({**DOC_EXAMPLE, "status": "delayed", "deliveredAt": None, "error": "451 4.7.1 Greylisting"}, OBSERVED)
+    delayed = _normalise(
+        {**DOC_EXAMPLE, "status": "delayed", "deliveredAt": None, "error": "451 4.7.1 Greylisting"}, OBSERVED
+    )
     assert [e.type for e in delayed] == [EventType.SENT, EventType.DEFERRED]
     assert delayed[1].attributes["error"] == "451 4.7.1 Greylisting"
-    bounced = _normalise({**DOC_EXAMPLE, "status": "bounced", "deliveredAt": None, "error": "550 5.1.1 Utente sconosciuto"}, OBSERVED)
+    bounced = _normalise(
+        {**DOC_EXAMPLE, "status": "bounced", "deliveredAt": None, "error": "550 5.1.1 Utente sconosciuto"}, OBSERVED
+    )
     assert bounced[-1].type is EventType.BOUNCED
     assert (bounced[-1].bounce.code, bounced[-1].bounce.reason) == ("5.1.1", "550 5.1.1 Utente sconosciuto")
 

@@ -9,13 +9,20 @@ from typing import Any
 import pytest
 
 from mailpulse.simulators import Simulator
-from tests.connectors.conftest import facts
 from mailpulse.topics.contracts import CHECKPOINTS, CONTACTS, EVENTS
+from tests.connectors.conftest import facts
 
 pytestmark = pytest.mark.integration
 
 _TIMED = {"sentAt": "sent", "deliveredAt": "delivered", "openedAt": "opened", "clickedAt": "clicked"}
-_STATUS = {"queued": "queued", "bounced": "bounced", "complained": "complained", "suppressed": "suppressed", "failed": "failed", "delayed": "deferred"}
+_STATUS = {
+    "queued": "queued",
+    "bounced": "bounced",
+    "complained": "complained",
+    "suppressed": "suppressed",
+    "failed": "failed",
+    "delayed": "deferred",
+}
 
 
 def expected_facts(sends: list[dict[str, Any]]) -> set[tuple[str, str]]:

@@ -36,7 +36,13 @@ def test_usage_report_keeps_metrics_and_groups_and_rejects_non_numbers():
     assert report.metrics == body["metrics"] and report.by_group == body["by_group"]
     assert report.key == "acme:conversations:2026-10-05:2026-11-04"
     with pytest.raises(NormalisationError, match="metrics.total_conversations"):
-        normalise_usage({**body, "metrics": {**body["metrics"], "total_conversations": "many"}}, source="a", start_date="x", end_date="y", observed_at=OBSERVED)
+        normalise_usage(
+            {**body, "metrics": {**body["metrics"], "total_conversations": "many"}},
+            source="a",
+            start_date="x",
+            end_date="y",
+            observed_at=OBSERVED,
+        )
 
 
 def test_calendar_entries_normalise_or_name_the_bad_field():
@@ -68,4 +74,7 @@ def test_the_usage_gauge_moves_after_the_commit_not_while_normalising():
     outputs = stream.normalise_record((("2026-10-05", "2026-11-04"), body), OBSERVED)
     assert REGISTRY.get_sample_value("mailpulse_smartersends_conversations", labels) is None
     stream.after_commit(outputs)
-    assert REGISTRY.get_sample_value("mailpulse_smartersends_conversations", labels) == body["metrics"]["total_conversations"]
+    assert (
+        REGISTRY.get_sample_value("mailpulse_smartersends_conversations", labels)
+        == body["metrics"]["total_conversations"]
+    )

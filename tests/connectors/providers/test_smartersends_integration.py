@@ -22,12 +22,15 @@ def latest(records):  # compacted topics: the last value per key counts
 @pytest.mark.parametrize("method", ["POST", "GET"])
 async def test_campaigns_usage_and_calendar_are_published_and_follow_changes(running_source, method):
     # The other method answers 405: the poller must switch.
-    async with running_source("smartersends", seed=9, size=1500, settings={"smartersends_export_method": method}) as src:
+    async with running_source(
+        "smartersends", seed=9, size=1500, settings={"smartersends_export_method": method}
+    ) as src:
         sim, runner = src.sim, src.runner
         await runner.run_once("poll")
         window_start = sim.now - timedelta(days=7)
         sent = [
-            c for c in sim.snapshot("smartersends", kind="campaigns")
+            c
+            for c in sim.snapshot("smartersends", kind="campaigns")
             if c["sent_mailing_id"] and c["send_time"] and c["send_time"] >= window_start.strftime("%Y-%m-%d %H:%M:%S")
         ]
         campaigns = latest(await src.read(CAMPAIGNS))
@@ -43,7 +46,9 @@ async def test_campaigns_usage_and_calendar_are_published_and_follow_changes(run
         report = sim.snapshot("smartersends", kind="conversations")
         usage = list(latest(await src.read(USAGE)).values())
         assert len(usage) == 1 and usage[0]["metrics"] == report["metrics"]
-        total = REGISTRY.get_sample_value("mailpulse_smartersends_conversations", {"source": "acme-smartersends", "metric": "total_conversations"})
+        total = REGISTRY.get_sample_value(
+            "mailpulse_smartersends_conversations", {"source": "acme-smartersends", "metric": "total_conversations"}
+        )
         assert total == report["metrics"]["total_conversations"]
 
         # Nothing changed: nothing republished.

@@ -15,7 +15,16 @@ from mailpulse.topics.events import format_timestamp, parse_timestamp
 
 pytestmark = pytest.mark.integration
 
-_TYPES = {"attempt": "sent", "delivery": "delivered", "open": "opened", "click": "clicked", "bounce": "bounced", "failure": "bounced", "response": "replied", "abuse": "complained"}
+_TYPES = {
+    "attempt": "sent",
+    "delivery": "delivered",
+    "open": "opened",
+    "click": "clicked",
+    "bounce": "bounced",
+    "failure": "bounced",
+    "response": "replied",
+    "abuse": "complained",
+}
 
 
 def expected(sim: Simulator, since: str) -> Counter[tuple[str, str, str, str]]:
@@ -26,7 +35,9 @@ def expected(sim: Simulator, since: str) -> Counter[tuple[str, str, str, str]]:
     chosen: Counter[bytes] = Counter()
     campaign_of: dict[bytes, str] = {}
     for selector, campaign in (({"tags": ["newsletter"]}, "tags:newsletter"), ({"template": 42}, "template:42")):
-        copies = Counter(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) for e in sim.snapshot("smtpeter", start=since, **selector))
+        copies = Counter(
+            orjson.dumps(e, option=orjson.OPT_SORT_KEYS) for e in sim.snapshot("smtpeter", start=since, **selector)
+        )
         for content, n in copies.items():
             campaign_of.setdefault(content, campaign)
             chosen[content] = max(chosen[content], n)
@@ -39,7 +50,9 @@ def expected(sim: Simulator, since: str) -> Counter[tuple[str, str, str, str]]:
 
 
 def published(records: list[Any]) -> Counter[tuple[str, str, str, str]]:
-    return Counter((r.value["message_id"], r.value["type"], r.value["occurred_at"], r.value["campaign_id"]) for r in records)
+    return Counter(
+        (r.value["message_id"], r.value["type"], r.value["occurred_at"], r.value["campaign_id"]) for r in records
+    )
 
 
 async def test_day_windows_publish_every_event_once_and_rereads_publish_nothing(running_source):

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from mailpulse.connectors.providers.supersend import normalise
-from tests.connectors.providers.suite import OBSERVED, load, make_normalise_tests
-from mailpulse.topics.events import ATTR_CLICKS_COUNTER, ATTR_OPENS_COUNTER, ATTR_REPORTS_DELIVERY, EmailEvent, EventType
+from mailpulse.topics.events import (
+    ATTR_CLICKS_COUNTER,
+    ATTR_OPENS_COUNTER,
+    ATTR_REPORTS_DELIVERY,
+    EmailEvent,
+    EventType,
+)
 from mailpulse.topics.records import CampaignMetadata
+from tests.connectors.providers.suite import OBSERVED, load, make_normalise_tests
 
 DOC_ROW = {  # supersend-events.txt, "List Events" response
     "id": "event-uuid", "type": "sent", "channel": "email", "date": "2025-11-27T10:30:00Z", "sequence_step": 1,
@@ -23,7 +29,9 @@ def _normalise(raw, observed):
     return normalise(raw, source="acme", observed_at=observed)
 
 
-TestStandard = make_normalise_tests(lambda: load("supersend", "events.json")["data"], _normalise, bad_fields={"id", "date", "type"})
+TestStandard = make_normalise_tests(
+    lambda: load("supersend", "events.json")["data"], _normalise, bad_fields={"id", "date", "type"}
+)
 
 
 def test_a_sent_row_with_opened_true_yields_sent_and_opened_and_the_campaign_name():
@@ -47,6 +55,8 @@ def test_the_same_fact_from_two_rows_is_one_event_id():
 
 
 def test_message_id_falls_back_to_the_row_id_and_non_email_types_are_dropped():
-    events = [o for o in _normalise({**DOC_ROW, "email_id": None, "opened": False}, OBSERVED) if isinstance(o, EmailEvent)]
+    events = [
+        o for o in _normalise({**DOC_ROW, "email_id": None, "opened": False}, OBSERVED) if isinstance(o, EmailEvent)
+    ]
     assert {e.message_id for e in events} == {"event-uuid"}
     assert _normalise({**DOC_ROW, "type": "connection_request", "channel": "linkedin"}, OBSERVED) == []

@@ -8,12 +8,20 @@ from typing import Any
 
 import pytest
 
-from tests.connectors.conftest import facts
 from mailpulse.topics.contracts import CAMPAIGNS, EVENTS
+from tests.connectors.conftest import facts
 
 pytestmark = pytest.mark.integration
 
-_OWN = {"sent": "sent", "open": "opened", "click": "clicked", "reply": "replied", "bounce": "bounced", "unsubscribe": "unsubscribed", "scheduled": "queued"}
+_OWN = {
+    "sent": "sent",
+    "open": "opened",
+    "click": "clicked",
+    "reply": "replied",
+    "bounce": "bounced",
+    "unsubscribe": "unsubscribed",
+    "scheduled": "queued",
+}
 _FLAGS = {"opened": "opened", "clicked": "clicked", "replied": "replied", "bounced": "bounced"}
 
 
@@ -93,7 +101,19 @@ async def test_a_malformed_page_is_retried_then_reported_and_the_cursor_stays(ru
     async with running_source("supersend", seed=13, size=300) as src:
         sim, runner = src.sim, src.runner
         # One more bad answer than the retries allow, on the second page.
-        sim.faults.script("supersend", ["ok", "invalid-json", "wrong-shape", "malformed", "invalid-json", "wrong-shape", "malformed", "invalid-json"])
+        sim.faults.script(
+            "supersend",
+            [
+                "ok",
+                "invalid-json",
+                "wrong-shape",
+                "malformed",
+                "invalid-json",
+                "wrong-shape",
+                "malformed",
+                "invalid-json",
+            ],
+        )
         with pytest.raises(MalformedPage, match="malformed page") as info:
             await runner.run_once("poll")
         assert "acme-supersend/events" in str(info.value) and "sim-supersend-key" not in str(info.value)
