@@ -3,7 +3,10 @@
 ``deploy/prometheus/mailpulse-alerts.yml`` is ``render_rules(AlertSettings())``
 (a test keeps it current); ``mailpulse alerts rules --config F`` renders the
 same rules with the thresholds of a config file's ``alerts:`` section, so an
-operator changes a threshold without editing rules by hand.
+operator changes a threshold without editing rules by hand. The Helm chart's
+``templates/_alert-rules.tpl`` is the same rules again, with each threshold a
+reference to the chart's ``alerts.thresholds`` values (``helm_rules_template``):
+one generator, so the chart cannot drift from the rules file.
 
 Deliverability thresholds follow what mailbox providers and ESPs enforce:
 Gmail's and Yahoo's bulk-sender rules keep spam complaints under 0.1% and never
@@ -20,13 +23,21 @@ does not reset at the top of the hour), "24h" the last 24 hours.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["AlertSettings", "DELIVERABILITY_ALERTS", "render_rules", "rules_yaml"]
+__all__ = [
+    "AlertSettings",
+    "DELIVERABILITY_ALERTS",
+    "helm_rules_template",
+    "helm_value_name",
+    "render_rules",
+    "rules_yaml",
+]
 
 
 class AlertSettings(BaseModel):
@@ -124,17 +135,75 @@ def _anchor(alert: str) -> str:
     return alert.lower()
 
 
-def _deliverability_rule(rate: _Rate, scope: _Scope, window: str, severity: str, s: AlertSettings) -> dict[str, Any]:
+class _Literal:
+    """The settings' values, formatted into a rule as Prometheus reads them."""
+
+    def __init__(self, settings: AlertSettings) -> None:
+        self._s = settings
+
+    def number(self, field: str) -> str:
+        return f"{getattr(self._s, field):g}"
+
+    def percent(self, field: str) -> str:
+        return f"{getattr(self._s, field):.2%}"
+
+    def text(self, field: str) -> str:
+        return str(getattr(self._s, field))
+
+
+def helm_value_name(field: str) -> str:
+    """``bounce_rate_warning`` -> ``bounceRateWarning``: the chart's values are camelCase."""
+    head, *rest = field.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class _HelmRefs:
+    """Placeholders that become Go template expressions reading ``.Values.alerts.thresholds``.
+
+    The rules are rendered with placeholders, dumped as YAML, their own ``{{ }}``
+    (Prometheus templates) escaped for Helm, and then the placeholders replaced,
+    so no YAML quoting or escaping can touch the Go expressions.
+    """
+
+    def __init__(self) -> None:
+        self.expressions: dict[str, str] = {}
+
+    def _token(self, expression: str) -> str:
+        token = f"@@MAILPULSE{len(self.expressions)}@@"
+        self.expressions[token] = expression
+        return token
+
+    def _value(self, field: str) -> str:
+        if field == "runbook_url":  # not a threshold: where the runbooks are served
+            return ".Values.alerts.runbookUrl"
+        return f".Values.alerts.thresholds.{helm_value_name(field)}"
+
+    def number(self, field: str) -> str:
+        if field.startswith("min_sent"):
+            return self._token(f"{{{{ {self._value(field)} | int }}}}")
+        return self._token(f'{{{{ {self._value(field)} | float64 | printf "%g" }}}}')
+
+    def percent(self, field: str) -> str:
+        return self._token(f'{{{{ mulf ({self._value(field)} | float64) 100 | printf "%.2f" }}}}%')
+
+    def text(self, field: str) -> str:
+        return self._token(f"{{{{ {self._value(field)} }}}}")
+
+
+_Formats = _Literal | _HelmRefs
+
+
+def _deliverability_rule(rate: _Rate, scope: _Scope, window: str, severity: str, f: _Formats) -> dict[str, Any]:
     selector, hold = _WINDOWS[window]
     by = ", ".join(scope.labels)
-    threshold = getattr(s, f"{rate.noun}_rate_{severity}")
-    volume = s.min_sent_1h if window == "1h" else s.min_sent_24h
+    threshold_field = f"{rate.noun}_rate_{severity}"
+    volume = f.number(f"min_sent_{window}")
 
     def total(flag: str) -> str:
         return f'sum by ({by}) ({scope.metric}{{flag="{flag}", {selector}}})'
 
     expr = (
-        f"(\n  {total(rate.numerator)}\n/\n  {total(rate.denominator)}\n) > {threshold:g}\n"
+        f"(\n  {total(rate.numerator)}\n/\n  {total(rate.denominator)}\n) > {f.number(threshold_field)}\n"
         f"and on ({by})\n  {total('sent')} >= {volume}\n"
     )
     return {
@@ -144,17 +213,17 @@ def _deliverability_rule(rate: _Rate, scope: _Scope, window: str, severity: str,
         "labels": {"severity": severity, "scope": scope.name, "window": window},
         "annotations": {
             "summary": f"{rate.noun} rate {{{{ $value | humanizePercentage }}}} over {window} for {scope.where} "
-            f"(threshold {threshold:.2%})",
+            f"(threshold {f.percent(threshold_field)})",
             "description": f"{rate.meaning} Labels {', '.join(scope.labels)} locate it; the rate is "
             f"{rate.numerator}/{rate.denominator} of the messages in the {window} window, with at least {volume} sent.",
-            "runbook_url": f"{s.runbook_url}#{_anchor(rate.alert)}",
+            "runbook_url": f"{f.text('runbook_url')}#{_anchor(rate.alert)}",
         },
     }
 
 
-def _deliverability_rules(s: AlertSettings) -> list[dict[str, Any]]:
+def _deliverability_rules(f: _Formats) -> list[dict[str, Any]]:
     return [
-        _deliverability_rule(rate, _SCOPES[scope], window, severity, s)
+        _deliverability_rule(rate, _SCOPES[scope], window, severity, f)
         for rate in DELIVERABILITY_ALERTS
         for scope in rate.scopes
         for window in _WINDOWS
@@ -280,7 +349,7 @@ _PIPELINE: dict[str, list[tuple[str, str, str | None, str, str, str]]] = {
 }
 
 
-def _pipeline_rules(group: str, s: AlertSettings) -> list[dict[str, Any]]:
+def _pipeline_rules(group: str, f: _Formats) -> list[dict[str, Any]]:
     out = []
     for alert, expr, hold, severity, summary, description in _PIPELINE[group]:
         rule: dict[str, Any] = {"alert": alert, "expr": expr}
@@ -290,17 +359,20 @@ def _pipeline_rules(group: str, s: AlertSettings) -> list[dict[str, Any]]:
         rule["annotations"] = {
             "summary": summary,
             "description": description,
-            "runbook_url": f"{s.runbook_url}#{_anchor(alert)}",
+            "runbook_url": f"{f.text('runbook_url')}#{_anchor(alert)}",
         }
         out.append(rule)
     return out
 
 
-def render_rules(settings: AlertSettings | None = None) -> dict[str, Any]:
-    s = settings or AlertSettings()
-    groups = [{"name": name, "rules": _pipeline_rules(name, s)} for name in _PIPELINE]
-    groups.append({"name": "mailpulse-deliverability", "rules": _deliverability_rules(s)})
+def _render(f: _Formats) -> dict[str, Any]:
+    groups = [{"name": name, "rules": _pipeline_rules(name, f)} for name in _PIPELINE]
+    groups.append({"name": "mailpulse-deliverability", "rules": _deliverability_rules(f)})
     return {"groups": groups}
+
+
+def render_rules(settings: AlertSettings | None = None) -> dict[str, Any]:
+    return _render(_Literal(settings or AlertSettings()))
 
 
 class _Dumper(yaml.SafeDumper):
@@ -324,9 +396,33 @@ _HEADER = """\
 """
 
 
+def _dump(rules: dict[str, Any]) -> str:
+    return yaml.dump(rules, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+
+
 def rules_yaml(settings: AlertSettings | None = None) -> str:
-    body = yaml.dump(render_rules(settings), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
-    return _HEADER + body
+    return _HEADER + _dump(render_rules(settings))
+
+
+_HELM_HEADER = """\
+{{/*
+mailpulse's alert rules for the PrometheusRule, thresholds from .Values.alerts.thresholds
+(runbook links from .Values.alerts.runbookUrl).
+GENERATED by `mailpulse alerts rules --helm-template` from the same generator as
+deploy/prometheus/mailpulse-alerts.yml: do not edit by hand.
+*/}}
+"""
+
+
+def helm_rules_template() -> str:
+    """The chart's ``templates/_alert-rules.tpl``: a named template ``mailpulse.alertRules``."""
+    refs = _HelmRefs()
+    body = _dump(_render(refs))
+    # Prometheus's own {{ $labels.x }} must reach the PrometheusRule as written.
+    body = re.sub(r"\{\{|\}\}", lambda m: "{{ " + f'"{m.group(0)}"' + " }}", body)
+    for token, expression in refs.expressions.items():
+        body = body.replace(token, expression)
+    return _HELM_HEADER + '{{- define "mailpulse.alertRules" -}}\n' + body + "{{- end }}\n"
 
 
 def register(subparsers: Any) -> None:
@@ -335,11 +431,20 @@ def register(subparsers: Any) -> None:
     rules = sub.add_parser(
         "rules", help="print the alert rules (thresholds: the config's alerts: section, or defaults)"
     )
-    rules.add_argument("--config", help="config file whose alerts: section sets the thresholds (default: built-in)")
+    source = rules.add_mutually_exclusive_group()
+    source.add_argument("--config", help="config file whose alerts: section sets the thresholds (default: built-in)")
+    source.add_argument(
+        "--helm-template",
+        action="store_true",
+        help="print the Helm chart's templates/_alert-rules.tpl (thresholds read from the chart's values)",
+    )
     rules.set_defaults(func=_print_rules)
 
 
 def _print_rules(args: Any) -> int:
+    if args.helm_template:
+        print(helm_rules_template(), end="")
+        return 0
     settings = AlertSettings()
     if args.config:
         from mailpulse.config import load_config  # the config imports this module: load it only when asked

@@ -10,6 +10,7 @@ mailpulse's own loader, with each worker pod's advertised_host its stable DNS na
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from mailpulse.alerts import AlertSettings, helm_rules_template, helm_value_name, render_rules
 from mailpulse.config import load_config
 from tests.fixtures.kafka import make_ca
 from tests.fixtures.tools import require_helm
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "mailpulse"
 FULL_VALUES = Path(__file__).resolve().parent / "helm-values-full.yaml"
 RULES = ROOT / "deploy" / "prometheus" / "mailpulse-alerts.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "mailpulse.json"
 RELEASE, NAMESPACE = "mp", "mail"
 #: The Kubernetes schemas checked: the newest kubernetes-validate ships, and an older one still in support.
 KUBE_VERSIONS = (kubernetes_validate.latest_version(), "1.30")
@@ -146,8 +149,8 @@ def test_every_manifest_passes_the_kubernetes_schema(docs, kube_version):
 def test_every_option_is_rendered(rendered):
     kinds = sorted({d["kind"] for d in rendered["full"]})
     assert kinds == sorted(
-        {"ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "PrometheusRule", "Service", "ServiceAccount",
-         "ServiceMonitor", "StatefulSet"}
+        {"ConfigMap", "Deployment", "Job", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule", "Service",
+         "ServiceAccount", "ServiceMonitor", "StatefulSet"}
     )  # fmt: skip
     defaults = {d["kind"] for d in rendered["default"]}
     assert "ServiceMonitor" not in defaults and "PrometheusRule" not in defaults
@@ -414,14 +417,50 @@ def test_service_monitors_scrape_the_named_metrics_ports(rendered):
         assert endpoint["port"] in {p["name"] for p in selected[0]["spec"]["ports"]}
 
 
-def test_prometheus_rule_carries_the_repositorys_alert_rules(rendered):
-    shipped = CHART / "files" / "mailpulse-alerts.yml"
-    assert shipped.read_bytes() == RULES.read_bytes(), (
-        "helm/mailpulse/files/mailpulse-alerts.yml differs from deploy/prometheus/mailpulse-alerts.yml: run mailpulse alerts rules > deploy/prometheus/mailpulse-alerts.yml and copy it over"
-    )
+def test_prometheus_rule_with_default_values_is_the_repositorys_rules_file(rendered):
     rule = one(rendered["full"], "PrometheusRule")
     assert rule["spec"] == yaml.safe_load(RULES.read_text())
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_chart_alert_rules_template_is_generated():
+    assert (CHART / "templates" / "_alert-rules.tpl").read_text() == helm_rules_template(), (
+        "helm/mailpulse/templates/_alert-rules.tpl is stale: run "
+        "mailpulse alerts rules --helm-template > helm/mailpulse/templates/_alert-rules.tpl"
+    )
+
+
+def test_chart_threshold_defaults_are_the_generators_defaults():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["alerts"]
+    defaults = AlertSettings()
+    expected = {helm_value_name(f): getattr(defaults, f) for f in AlertSettings.model_fields if f != "runbook_url"}
+    assert values["thresholds"] == expected
+    assert values["runbookUrl"] == defaults.runbook_url
+
+
+def test_alert_thresholds_set_in_values_reach_the_prometheus_rule(tmp_path):
+    custom = AlertSettings(
+        complaint_rate_warning=0.0005,
+        complaint_rate_critical=0.0042,
+        bounce_rate_warning=0.02,
+        bounce_rate_critical=0.07,
+        deferral_rate_warning=0.2,
+        min_sent_1h=777,
+        min_sent_24h=5000,
+        runbook_url="https://runbooks.example/mailpulse.md",
+    )
+    thresholds = {helm_value_name(f): getattr(custom, f) for f in AlertSettings.model_fields if f != "runbook_url"}
+    values = tmp_path / "alerts.yaml"
+    values.write_text(yaml.safe_dump({"alerts": {"enabled": True, "runbookUrl": custom.runbook_url,
+                                                 "thresholds": thresholds}}))  # fmt: skip
+    docs = render("-f", str(values))
+    assert one(docs, "PrometheusRule")["spec"] == render_rules(custom)
+
+
+def test_a_rate_above_one_in_values_is_refused_by_the_schema():
+    done = helm("template", RELEASE, str(CHART), "--set", "alerts.thresholds.bounceRateWarning=3", check=False)
+    assert done.returncode != 0
+    assert "bounceRateWarning" in done.stderr
 
 
 def test_notes_render(tmp_path):
@@ -440,3 +479,37 @@ def test_notes_render(tmp_path):
     text = yaml.safe_load(out)["data"]["notes"]
     assert f"http://{RELEASE}-mailpulse-worker.{NAMESPACE}.svc:6066" in text
     assert "KAFKA_PASSWORD" in text and "mailpulse-secrets" in text and SENTINEL not in text
+
+
+def test_dashboard_configmap_carries_the_repositorys_dashboard_for_the_grafana_sidecar(rendered):
+    shipped = CHART / "files" / "mailpulse-dashboard.json"
+    assert shipped.read_bytes() == DASHBOARD.read_bytes(), (
+        "helm/mailpulse/files/mailpulse-dashboard.json differs from deploy/grafana/mailpulse.json: copy it over"
+    )
+    config_map = one(rendered["full"], "ConfigMap", f"{RELEASE}-mailpulse-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config_map["data"]["mailpulse.json"]) == json.loads(DASHBOARD.read_text())
+    assert not [d for d in rendered["default"] if d["metadata"]["name"].endswith("-dashboard")]
+
+
+def test_network_policies_admit_the_listed_peers_and_worker_to_worker_routing(rendered):
+    docs = rendered["full"]
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy"}
+    worker, connect = policies[f"{RELEASE}-mailpulse-worker"], policies[f"{RELEASE}-mailpulse-connect"]
+    worker_set = one(docs, "StatefulSet")
+    pod_labels = worker_set["spec"]["template"]["metadata"]["labels"]
+    assert worker["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    (rule,) = worker["spec"]["ingress"]
+    port_names = {p["name"] for c in worker_set["spec"]["template"]["spec"]["containers"] for p in c["ports"]}
+    assert {p["port"] for p in rule["ports"]} <= port_names
+    peers = rule["from"]
+    # Worker to worker: the peer selector picks the worker pods themselves.
+    assert any(
+        p.get("podSelector", {}).get("matchLabels", {}).items() <= pod_labels.items()
+        for p in peers
+        if "podSelector" in p
+    )
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    assert monitoring in peers and connect["spec"]["ingress"][0]["from"] == [monitoring]
+    assert worker["spec"]["policyTypes"] == connect["spec"]["policyTypes"] == ["Ingress"]
+    assert not [d for d in rendered["default"] if d["kind"] == "NetworkPolicy"]
