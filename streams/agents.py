@@ -19,11 +19,14 @@ import logging
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
 from mailpulse.streams.aggregates import (
+    CONTACT_HOURLY_RETENTION_MS,
+    HOURLY_RETENTION_MS,
     Partial,
     PartitionView,
     decode_bundle,
@@ -143,9 +146,8 @@ async def process_events(s: Streams, records: list[Any]) -> None:
             times = applied.get(state.provider)
             if times is None:
                 times = applied[state.provider] = ([], [])
-            for f in facts:
-                times[0].append(f.occurred_ms)
-                times[1].append(f.observed_ms)
+            times[0].extend(map(_OCCURRED_MS, facts))
+            times[1].extend(map(_OBSERVED_MS, facts))
             writes.append((key, encode_state(state)))
             changed.append((key, state))
             view.apply(old, state, now)
@@ -191,6 +193,10 @@ async def publish_partials(s: Streams) -> None:
             s.metrics.partials.labels(kind).inc(len(items))
 
 
+#: A fact's event times, read at C speed for the freshness histogram (a NamedTuple field by index).
+_OCCURRED_MS = itemgetter(Fact._fields.index("occurred_ms"))
+_OBSERVED_MS = itemgetter(Fact._fields.index("observed_ms"))
+
 #: What stage 2 keeps of a metadata record: campaigns' names for the API, contacts' addresses for the mailbox figures.
 _META_FIELDS = {"campaign": ("name", "subject", "send_time"), "contact": ("email",)}
 
@@ -212,8 +218,10 @@ def rollup_for(s: Streams, kind: str, partition: int) -> Rollup:
     rollups = s.campaign_rollups if kind == "campaign" else s.contact_rollups
     rollup = rollups.get(partition)
     if rollup is None:
-        group_of = campaign_group if kind == "campaign" else contact_group(s.classifier.classify)
-        rollup = Rollup(group_of)
+        if kind == "campaign":
+            rollup = Rollup(campaign_group, HOURLY_RETENTION_MS)
+        else:
+            rollup = Rollup(contact_group(s.classifier.classify), CONTACT_HOURLY_RETENTION_MS)
         store = s.campaign_table if kind == "campaign" else s.contact_table
         last_at: dict[bytes, int] = {}
         items = []

@@ -38,6 +38,7 @@ from mailpulse.streams.reducers import (
 __all__ = [
     "WIRE_KEYS",
     "HOUR_MS",
+    "CONTACT_HOURLY_RETENTION_MS",
     "HOURLY_RETENTION_MS",
     "STATE_CACHE_SIZE",
     "STATUSES",
@@ -57,6 +58,9 @@ __all__ = [
 HOUR_MS = 3_600_000
 #: Hourly campaign windows are kept for 48 h (by wall clock), then dropped.
 HOURLY_RETENTION_MS = 48 * HOUR_MS
+#: A contact's hourly rows serve only the mailbox-provider windows (the current hour back to 23 hours
+#: before it): kept 25 h, so a contact carries, publishes and stage 2 sums no row nobody reads.
+CONTACT_HOURLY_RETENTION_MS = 25 * HOUR_MS
 STATUSES = ("active", "bounced", "complained", "unsubscribed")
 _NO_STATUS = (None, None, None, None)
 _NF = len(FLAG_FIELDS)
@@ -300,7 +304,6 @@ class PartitionView:
 
     def apply(self, old: MessageState | None, new: MessageState, now_ms: int) -> None:
         """Move the aggregates from ``old`` (None: unseen) to ``new`` for one message."""
-        horizon = now_ms - HOURLY_RETENTION_MS
         new_c = contribution(new)
         if old is None:
             old_c = None
@@ -308,25 +311,37 @@ class PartitionView:
             old_c = contribution(old)
             if old_c == new_c:  # the keys are part of a contribution
                 return  # a fact that changes no count, time or key (a second delivery report, a queued event)
-        for table, dirty, nk, ok, hourly in (
-            (self.campaigns, self.dirty_campaigns, new_c.campaign, None if old_c is None else old_c.campaign, True),
-            # Contacts keep hourly windows too: the mailbox-provider windows are sums of them.
-            (self.contacts, self.dirty_contacts, new_c.contact, None if old_c is None else old_c.contact, True),
+        for table, dirty, nk, ok, horizon in (
+            (
+                self.campaigns,
+                self.dirty_campaigns,
+                new_c.campaign,
+                None if old_c is None else old_c.campaign,
+                now_ms - HOURLY_RETENTION_MS,
+            ),
+            # Contacts keep hourly windows too (a shorter span): the mailbox-provider windows are sums of them.
+            (
+                self.contacts,
+                self.dirty_contacts,
+                new_c.contact,
+                None if old_c is None else old_c.contact,
+                now_ms - CONTACT_HOURLY_RETENTION_MS,
+            ),
         ):
             if old_c is not None and ok is not None:
                 agg = table.get(ok)
                 if agg is not None:
                     if ok == nk:
-                        agg.move(old_c, new_c, hourly=hourly, horizon=horizon)
+                        agg.move(old_c, new_c, hourly=True, horizon=horizon)
                         dirty.add(ok)
                         continue
-                    agg.add(old_c, -1, hourly=hourly, horizon=horizon)
+                    agg.add(old_c, -1, hourly=True, horizon=horizon)
                     dirty.add(ok)
             if nk is not None:
                 agg = table.get(nk)
                 if agg is None:
                     agg = table[nk] = Aggregate(new.provider)
-                agg.add(new_c, +1, hourly=hourly, horizon=horizon)
+                agg.add(new_c, +1, hourly=True, horizon=horizon)
                 dirty.add(nk)
 
     def rebuild(self, states: Iterable[MessageState], now_ms: int) -> None:
@@ -348,6 +363,7 @@ class PartitionView:
         horizon = now_ms - HOURLY_RETENTION_MS
         for agg in self.campaigns.values():
             agg.expire(horizon)
+        horizon = now_ms - CONTACT_HOURLY_RETENTION_MS
         if not self._sweep:
             self._sweep = list(self.contacts)
         batch, self._sweep = self._sweep[-CONTACT_SWEEP:], self._sweep[:-CONTACT_SWEEP]

@@ -243,7 +243,8 @@ def install_api(s: Streams) -> None:
     @app.page("/metrics")
     class MetricsView(View):
         async def get(self, request: Any) -> Any:
-            return self.bytes(m.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+            names = request.query.getall("name[]", [])
+            return self.bytes(m.render(names), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/healthz")
     class HealthView(View):

@@ -90,5 +90,8 @@ class WorkerMetrics:
             "mailpulse_api_requests_total", "API requests, by endpoint and status.", ["endpoint", "status"], registry=r
         )
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, names: list[str] | None = None) -> bytes:
+        """The exposition text; with ``names``, only those metric families (``/metrics?name[]=...``,
+        as prometheus_client's own handlers do): a progress probe need not pay for every series."""
+        registry = self.registry.restricted_registry(names) if names else self.registry
+        return generate_latest(registry)

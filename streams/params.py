@@ -118,6 +118,11 @@ def check_request(path_template: str, query: Any, path_params: Mapping[str, str]
             if param.required:
                 raise QueryError(param.name, "is required")
             continue
+        if param.schema.get("type") == "array":  # repeatable (style form, explode): each value is an item
+            item = Param(param.name, param.location, param.required, dict(param.schema.get("items", {})))
+            for value in values:
+                check_value(item, value)
+            continue
         if len(values) > 1:
             raise QueryError(param.name, "given more than once")
         check_value(param, values[0])

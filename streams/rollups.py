@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from mailpulse.streams.aggregates import HOUR_MS
+from mailpulse.streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS
 from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS
 
 __all__ = ["UNKNOWN", "Group", "GroupTotals", "Rollup", "campaign_group", "contact_group", "windows_of"]
@@ -96,8 +96,10 @@ def contact_group(classify: Callable[[str | None], str]) -> GroupOf:
 class Rollup:
     """The totals of one stage-2 partition's keys, by group."""
 
-    def __init__(self, group_of: GroupOf) -> None:
+    def __init__(self, group_of: GroupOf, retention_ms: int = HOURLY_RETENTION_MS) -> None:
         self.group_of = group_of
+        #: Hourly rows older than this are dropped (as stage 1 drops them from its aggregates).
+        self.retention_ms = retention_ms
         self.groups: dict[Group, GroupTotals] = {}
 
     def _apply(self, group: Group, part: Mapping[str, Any] | None, sign: int, horizon: int) -> None:
@@ -130,9 +132,56 @@ class Rollup:
         if sign < 0 and not hourly and not any(counts):
             del self.groups[group]  # nothing left in it (its contacts moved to their group): no series
 
+    def _move(
+        self, group: Group, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, horizon: int
+    ) -> None:
+        """``_apply(before, -1)`` then ``_apply(after, +1)``, touching only what differs.
+
+        A partial is replaced every time its events partition publishes the key again, and
+        usually only the counters and the current hour's row moved: the rows that are equal
+        in both (compared at C speed) are skipped instead of taken out and put back.
+        """
+        if before is None or after is None or before.get("messages", 0) <= 0 or after.get("messages", 0) <= 0:
+            self._apply(group, before, -1, horizon)
+            self._apply(group, after, +1, horizon)
+            return
+        totals = self.groups.get(group)
+        if totals is None:  # not held (cannot happen while before is live): count after alone
+            self._apply(group, after, +1, horizon)
+            return
+        old_counts, new_counts = before["counts"], after["counts"]
+        if old_counts != new_counts:
+            counts = totals.counts
+            for i, (a, b) in enumerate(zip(old_counts, new_counts, strict=True)):
+                if a != b:
+                    counts[i] += b - a
+        old_rows, new_rows = before.get("hourly") or {}, after.get("hourly") or {}
+        if old_rows == new_rows:
+            return
+        hourly = totals.hourly
+        for hour_s in old_rows.keys() | new_rows.keys():
+            old_row, new_row = old_rows.get(hour_s), new_rows.get(hour_s)
+            if old_row == new_row:
+                continue
+            hour = int(hour_s)
+            if hour < horizon:
+                continue  # expired: never added, or already dropped
+            acc = hourly.get(hour)
+            if acc is None:
+                if new_row is None:
+                    continue
+                acc = hourly[hour] = [0] * _NF
+                old_row = None  # as _apply: nothing held to take out
+            for i in range(_NF):
+                d = (new_row[i] if new_row is not None else 0) - (old_row[i] if old_row is not None else 0)
+                if d:
+                    acc[i] += d
+            if not any(acc):
+                del hourly[hour]
+
     def replace(self, key: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, now_ms: int) -> None:
         """Move the totals from ``key``'s old stage-2 value to its new one."""
-        horizon = now_ms - 48 * HOUR_MS
+        horizon = now_ms - self.retention_ms
         old_parts = (old or {}).get("partials") or {}
         new_parts = (new or {}).get("partials") or {}
         new_group = None if new is None else self.group_of(key, new)
@@ -146,8 +195,7 @@ class Rollup:
             for p in old_parts.keys() | new_parts.keys():
                 before, after = old_parts.get(p), new_parts.get(p)
                 if before is not after:
-                    self._apply(old_group, before, -1, horizon)
-                    self._apply(old_group, after, +1, horizon)
+                    self._move(old_group, before, after, horizon)
             return
         # The group changed (an address became known): move the key's whole figures.
         if old_group is not None:
@@ -163,7 +211,7 @@ class Rollup:
             self.replace(key, None, value, now_ms)
 
     def expire(self, now_ms: int) -> None:
-        horizon = now_ms - 48 * HOUR_MS
+        horizon = now_ms - self.retention_ms
         for totals in self.groups.values():
             for hour in [h for h in totals.hourly if h < horizon]:
                 del totals.hourly[hour]

@@ -61,6 +61,10 @@ FRESHNESS_BUCKETS = (
     2592000.0,
 )
 
+#: The bounds in whole milliseconds (an event's age is compared in ms: exact, no float per event).
+_BUCKET_MS = tuple(int(b * 1000) for b in FRESHNESS_BUCKETS)
+assert all(ms == b * 1000 for ms, b in zip(_BUCKET_MS, FRESHNESS_BUCKETS, strict=True))
+
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
@@ -115,14 +119,20 @@ class Freshness:
             if counts is None:
                 counts = self.counts[key] = [0] * (len(FRESHNESS_BUCKETS) + 1)
                 self.sums[key] = 0.0
-            total = 0.0
-            for t in times:
-                age = (now_ms - t) / 1000.0
-                if age < 0:
-                    age = 0.0  # a provider clock ahead of ours
-                total += age
-                counts[bisect.bisect_left(FRESHNESS_BUCKETS, age)] += 1
-            self.sums[key] += total
+            # An event of age a (seconds) falls in the first bucket whose bound is >= a, i.e. bucket i
+            # counts the times t with now - bound[i] <= t < now - bound[i-1]. On the times sorted (C
+            # speed), each bucket is two bisects: no Python work per event. A time ahead of our clock
+            # (a provider clock ahead of ours) is age 0.
+            ordered = sorted(times)
+            n = len(ordered)
+            above = n  # times not yet given to a bucket: the oldest ones, ordered[:above]
+            for i, threshold in enumerate(_BUCKET_MS):
+                start = bisect.bisect_left(ordered, now_ms - threshold)
+                counts[i] += above - start if start < above else 0
+                above = min(above, start)
+            counts[-1] += above
+            ahead = n - bisect.bisect_right(ordered, now_ms)
+            self.sums[key] += (now_ms * (n - ahead) - sum(ordered[: n - ahead])) / 1000.0
 
     def family(self) -> Metric:
         family = HistogramMetricFamily(

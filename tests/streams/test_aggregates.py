@@ -112,6 +112,27 @@ def test_incremental_deltas_in_any_order_with_replays_equal_a_rebuild_from_messa
         assert dict(zip(COUNT_FIELDS, live.contacts[key].counts, strict=True)) == exp["counts"]
 
 
+def test_a_contact_keeps_hourly_rows_for_25_hours_while_its_campaign_keeps_48() -> None:
+    view = PartitionView(0, epoch=1)
+    run_incrementally(
+        view,
+        [
+            ev(1, EventType.SENT, 0.2, contact="u1"),  # this hour: in both
+            ev(2, EventType.SENT, 24.5, contact="u1"),  # 24-25 h ago: the mailbox last_24h window's edge
+            ev(3, EventType.SENT, 30.0, contact="u1"),  # past the contact's 25 h: campaign rows only
+        ],
+        batch=10,
+    )
+    current = NOW_MS - NOW_MS % HOUR_MS
+    contact, campaign = view.contacts["src:u1"], view.campaigns["src:c1"]
+    assert contact.counts[COUNT_FIELDS.index("sent")] == campaign.counts[COUNT_FIELDS.index("sent")] == 3
+    assert sorted((current - h) // HOUR_MS for h in campaign.hourly) == [0, 24, 30]
+    assert sorted((current - h) // HOUR_MS for h in contact.hourly) == [0, 24]
+    view.expire(NOW_MS + 2 * HOUR_MS)
+    assert sorted((current - h) // HOUR_MS for h in contact.hourly) == [0]
+    assert sorted((current - h) // HOUR_MS for h in campaign.hourly) == [0, 24, 30]
+
+
 def test_hourly_windows_count_a_message_in_the_hour_its_flag_became_true_and_expire_after_48h() -> None:
     view = PartitionView(0, epoch=1)
     run_incrementally(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import orjson
 import pytest
@@ -169,7 +170,11 @@ async def test_every_answer_conforms_to_the_openapi_document(live: Live) -> None
         concrete = path.replace("{key}", key)
         assert str(w.get(concrete).status_code) in item["get"]["responses"], path
     assert w.get("/healthz").json() == {"status": "ok"}
-    assert "mailpulse_stream_events_total" in w.get("/metrics").text
+    everything = w.get("/metrics").text
+    assert "mailpulse_stream_events_total" in everything and "mailpulse_source_messages" in everything
+    only = httpx.get(w.url + "/metrics", params=[("name[]", "mailpulse_stream_events_total"), ("name[]", "nope")]).text
+    families = {line.split()[2] for line in only.splitlines() if line.startswith("# TYPE")}
+    assert families == {"mailpulse_stream_events_total"}, only  # the one family named, no other
 
 
 async def test_a_malformed_parameter_is_a_400_naming_it_and_an_unknown_key_a_404(live: Live) -> None:
