@@ -304,7 +304,7 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
                 if last_at is not None:
                     _note_last_at(last_at, key, new)
                 if answer_changed:
-                    dirty[key] = partition
+                    dirty[key] = (partition, new)
         await store.put_many(partition, writes)
         s.metrics.state_writes.labels(kind + "s").inc(len(writes))
     s.metrics.partials_stale.labels(kind).inc(stale)
@@ -324,11 +324,13 @@ async def publish_stats(s: Streams) -> None:
         items = list(dirty.items())
         dirty.clear()
         sender = BatchedSender(s.app, topic)
-        for key, partition in items:
-            raw = store.get(partition, key)
-            if raw is None:
-                continue
-            body = answer(key.decode(), decode_value(raw), now)
+        for key, (partition, value) in items:
+            if value is None:
+                raw = store.get(partition, key)
+                if raw is None:
+                    continue
+                value = decode_value(raw)
+            body = answer(key.decode(), value, now)
             # An aggregate whose messages all moved away is deleted (a compaction tombstone).
             # A stage-2 key lives in partition partition_of(key) of its table, and the
             # stats topics have as many partitions (a test holds the contracts to it),
@@ -356,8 +358,8 @@ def sync_views(s: Streams) -> None:
         stage2 = {tp.partition for tp in assignment if tp.topic == topic}
         for partition in stage2:
             for key, _ in store.items(partition):
-                dirty[key] = partition
-        for key in [k for k, p in dirty.items() if p not in stage2]:
+                dirty[key] = (partition, None)
+        for key in [k for k, (p, _) in dirty.items() if p not in stage2]:
             del dirty[key]
     # Stage-2 totals: dropped for partitions given up (their series go with them), built for new ones.
     for kind, rollups, topic in (

@@ -71,9 +71,10 @@ class Streams:
     contact_stats_name: str
     #: Stage-1 views by events partition.
     views: dict[int, PartitionView] = field(default_factory=dict)
-    #: Stage-2 keys changed since the stats were last published -> their partition.
-    dirty_campaigns: dict[bytes, int] = field(default_factory=dict)
-    dirty_contacts: dict[bytes, int] = field(default_factory=dict)
+    #: Stage-2 keys whose answer changed since the last publication: key -> (partition, its decoded
+    #: value, or None to read it from the table). Holding the value spares a table read and a decode.
+    dirty_campaigns: dict[bytes, tuple[int, Any]] = field(default_factory=dict)
+    dirty_contacts: dict[bytes, tuple[int, Any]] = field(default_factory=dict)
     #: Set once the first assignment has recovered and views are built.
     views_ready: bool = False
     #: Stage-2 totals by group (mailpulse.streams.rollups), per owned stage-2 partition.

@@ -24,6 +24,7 @@ is assigned and dropped when it is revoked. Pure and in-memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from operator import add, sub
 from typing import Any
 
 from mailpulse.streams.aggregates import HOUR_MS, HOURLY_RETENTION_MS
@@ -51,6 +52,10 @@ class GroupTotals:
 
 def _live(value: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
     return [p for p in ((value or {}).get("partials") or {}).values() if p.get("messages", 0) > 0]
+
+
+def _any_live(partials: Mapping[str, Mapping[str, Any]]) -> bool:
+    return any(p.get("messages", 0) > 0 for p in partials.values())
 
 
 def _provider(value: Mapping[str, Any] | None) -> str | None:
@@ -84,10 +89,23 @@ def contact_address(key: str, value: Mapping[str, Any]) -> str | None:
 
 def contact_group(classify: Callable[[str | None], str]) -> GroupOf:
     def group(key: str, value: Mapping[str, Any]) -> Group | None:
-        provider = _provider(value)
+        # contact_address() and _provider() in one pass over the partials: this runs for every change.
+        provider = address = None
+        for part in (value.get("partials") or {}).values():
+            if part.get("messages", 0) > 0:
+                if provider is None and part.get("provider"):
+                    provider = str(part["provider"])
+                email = part.get("email")
+                if isinstance(email, str) and (address is None or email < address):
+                    address = email
         if provider is None:
             return None
-        address = contact_address(key, value)
+        meta = value.get("meta") or {}
+        if isinstance(meta, Mapping) and isinstance(meta.get("email"), str) and meta["email"]:
+            address = meta["email"]
+        elif address is None:
+            rest = key.partition(":")[2]
+            address = rest if "@" in rest else None
         return (provider, key.partition(":")[0], UNKNOWN if address is None else classify(address))
 
     return group
@@ -110,10 +128,10 @@ class Rollup:
             if sign < 0:
                 return
             totals = self.groups[group] = GroupTotals()
+        # Element-wise at C speed (map over the fixed-length count lists): this runs for every new key.
+        op = add if sign > 0 else sub
         counts = totals.counts
-        for i, v in enumerate(part["counts"]):
-            if v:
-                counts[i] += sign * v
+        counts[:] = map(op, counts, part["counts"])
         hourly = totals.hourly
         for hour_s, row in (part.get("hourly") or {}).items():
             hour = int(hour_s)
@@ -123,10 +141,9 @@ class Rollup:
             if acc is None:
                 if sign < 0:
                     continue
-                acc = hourly[hour] = [0] * _NF
-            for i, v in enumerate(row):
-                if v:
-                    acc[i] += sign * v
+                hourly[hour] = list(row)
+                continue
+            acc[:] = map(op, acc, row)
             if sign < 0 and not any(acc):
                 del hourly[hour]
         if sign < 0 and not hourly and not any(counts):
@@ -152,9 +169,7 @@ class Rollup:
         old_counts, new_counts = before["counts"], after["counts"]
         if old_counts != new_counts:
             counts = totals.counts
-            for i, (a, b) in enumerate(zip(old_counts, new_counts, strict=True)):
-                if a != b:
-                    counts[i] += b - a
+            counts[:] = map(add, counts, map(sub, new_counts, old_counts))
         old_rows, new_rows = before.get("hourly") or {}, after.get("hourly") or {}
         if old_rows == new_rows:
             return
@@ -172,10 +187,10 @@ class Rollup:
                     continue
                 acc = hourly[hour] = [0] * _NF
                 old_row = None  # as _apply: nothing held to take out
-            for i in range(_NF):
-                d = (new_row[i] if new_row is not None else 0) - (old_row[i] if old_row is not None else 0)
-                if d:
-                    acc[i] += d
+            if new_row is not None:
+                acc[:] = map(add, acc, new_row)
+            if old_row is not None:
+                acc[:] = map(sub, acc, old_row)
             if not any(acc):
                 del hourly[hour]
 
@@ -188,7 +203,7 @@ class Rollup:
         # The group only changes with what decides it (metadata, addresses, the first live partial):
         # most changes are one partition's new counts, and skip the second lookup.
         if old is not None and old.get("meta") == new.get("meta") and _same_addresses(old_parts, new_parts):  # type: ignore[union-attr]
-            old_group = new_group if _live(old) and _live(new) else self.group_of(key, old)
+            old_group = new_group if _any_live(old_parts) and _any_live(new_parts) else self.group_of(key, old)
         else:
             old_group = None if old is None else self.group_of(key, old)
         if old_group == new_group and old_group is not None:

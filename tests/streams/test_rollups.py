@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from mailpulse.streams.aggregates import merge_partial
 from mailpulse.streams.mailbox import MailboxClassifier
-from mailpulse.streams.rollups import UNKNOWN, Rollup, campaign_group, contact_group, windows_of
+from mailpulse.streams.rollups import UNKNOWN, Rollup, campaign_group, contact_address, contact_group, windows_of
 
 NOW = 1_800_000_000_000
 HOUR = 3_600_000
@@ -105,3 +105,22 @@ def test_windows_sum_the_current_previous_and_last_24_hours():
     hourly = {CURRENT: [1] * 13, CURRENT - HOUR: [2] * 13, CURRENT - 23 * HOUR: [4] * 13, CURRENT - 24 * HOUR: [8] * 13}
     got = windows_of(hourly, NOW)
     assert got["current_hour"][0] == 1 and got["previous_hour"][0] == 2 and got["last_24h"][0] == 7
+
+
+@given(updates)
+def test_contact_group_is_the_contacts_provider_source_and_the_mailbox_of_its_address(events):
+    classifier = MailboxClassifier()
+    group_of = contact_group(classifier.classify)
+    _, values = _replay(events, group_of)
+    for key, value in values.items():
+        live = [p for p in value.get("partials", {}).values() if p.get("messages", 0) > 0]
+        if not live:
+            assert group_of(key, value) is None
+            continue
+        address = contact_address(key, value)
+        expected = (
+            live[0]["provider"],
+            key.split(":")[0],
+            UNKNOWN if address is None else classifier.classify(address),
+        )
+        assert group_of(key, value) == expected
