@@ -44,6 +44,9 @@ SECRET_ENV = {
     "SUPERSEND_KEY": f"{SENTINEL}-supersend",
     "SMARTERSENDS_KEY": f"{SENTINEL}-smartersends",
 }
+#: What `helm install` finds in a cluster with the prometheus-operator (helm template has no cluster to ask).
+MONITORING_APIS = ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
+                   "--api-versions", "monitoring.coreos.com/v1/PrometheusRule"]  # fmt: skip
 PROFILES = {"default": [], "full": ["-f", str(FULL_VALUES)]}
 POD_KINDS = ("Deployment", "StatefulSet", "Job", "DaemonSet")
 RESTRICTED_VOLUMES = {
@@ -77,7 +80,7 @@ def profile(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    return {name: render(*args) for name, args in PROFILES.items()}
+    return {name: render(*args, *(MONITORING_APIS if name == "full" else [])) for name, args in PROFILES.items()}
 
 
 @pytest.fixture(scope="module")
@@ -453,7 +456,7 @@ def test_alert_thresholds_set_in_values_reach_the_prometheus_rule(tmp_path):
     values = tmp_path / "alerts.yaml"
     values.write_text(yaml.safe_dump({"alerts": {"enabled": True, "runbookUrl": custom.runbook_url,
                                                  "thresholds": thresholds}}))  # fmt: skip
-    docs = render("-f", str(values))
+    docs = render("-f", str(values), *MONITORING_APIS)
     assert one(docs, "PrometheusRule")["spec"] == render_rules(custom)
 
 
@@ -513,3 +516,22 @@ def test_network_policies_admit_the_listed_peers_and_worker_to_worker_routing(re
     assert monitoring in peers and connect["spec"]["ingress"][0]["from"] == [monitoring]
     assert worker["spec"]["policyTypes"] == connect["spec"]["policyTypes"] == ["Ingress"]
     assert not [d for d in rendered["default"] if d["kind"] == "NetworkPolicy"]
+
+
+def test_monitoring_objects_are_skipped_with_a_warning_where_the_operator_apis_are_missing(tmp_path):
+    docs = render("-f", str(FULL_VALUES))  # no --api-versions: a cluster without the prometheus-operator
+    kinds = {d["kind"] for d in docs}
+    assert "ServiceMonitor" not in kinds and "PrometheusRule" not in kinds
+    chart = tmp_path / "mailpulse"
+    shutil.copytree(CHART, chart)
+    notes = (chart / "templates" / "NOTES.txt").read_text()
+    (chart / "templates" / "NOTES.txt").unlink()
+    (chart / "templates" / "_notes.tpl").write_text('{{- define "test.notes" -}}\n' + notes + "{{- end }}\n")
+    (chart / "templates" / "notes.yaml").write_text(
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "test.notes" . | quote }}\n'
+    )
+    for extra, warned in (([], {"ServiceMonitor", "PrometheusRule"}), (MONITORING_APIS, set())):
+        out = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, "-f", str(FULL_VALUES), *extra,
+                   "--show-only", "templates/notes.yaml").stdout  # fmt: skip
+        text = yaml.safe_load(out)["data"]["notes"]
+        assert {k for k in ("ServiceMonitor", "PrometheusRule") if f"WARNING: {k} is enabled" in text} == warned
