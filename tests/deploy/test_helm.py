@@ -23,13 +23,17 @@ import pytest
 import yaml
 
 from mailpulse.alerts import AlertSettings, helm_rules_template, helm_value_name, render_rules
-from mailpulse.config import load_config
+from mailpulse.config import Config, load_config
+from mailpulse.connectors.publisher import transactional_id
+from mailpulse.streams.app import app_id
+from mailpulse.topics.contracts import TOPICS, topic_name
 from tests.fixtures.kafka import make_ca
 from tests.fixtures.tools import require_helm
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "mailpulse"
 FULL_VALUES = Path(__file__).resolve().parent / "helm-values-full.yaml"
+STRIMZI = ROOT / "examples" / "strimzi"
 RULES = ROOT / "deploy" / "prometheus" / "mailpulse-alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "mailpulse.json"
 RELEASE, NAMESPACE = "mp", "mail"
@@ -44,10 +48,16 @@ SECRET_ENV = {
     "SUPERSEND_KEY": f"{SENTINEL}-supersend",
     "SMARTERSENDS_KEY": f"{SENTINEL}-smartersends",
 }
+#: (Secret, key) pairs the profiles' pods may read.
+SECRET_KEYS = {
+    *(("mailpulse-secrets", key) for key in yaml.safe_load(FULL_VALUES.read_text())["secretEnv"].values()),
+    ("mailpulse", "password"),  # Strimzi's KafkaUser Secret
+    ("mailpulse-providers", "smartcq-api-key"),
+}
 #: What `helm install` finds in a cluster with the prometheus-operator (helm template has no cluster to ask).
 MONITORING_APIS = ["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor",
                    "--api-versions", "monitoring.coreos.com/v1/PrometheusRule"]  # fmt: skip
-PROFILES = {"default": [], "full": ["-f", str(FULL_VALUES)]}
+PROFILES = {"default": [], "full": ["-f", str(FULL_VALUES)], "strimzi": ["-f", str(STRIMZI / "values.yaml")]}
 POD_KINDS = ("Deployment", "StatefulSet", "Job", "DaemonSet")
 RESTRICTED_VOLUMES = {
     "configMap",
@@ -80,7 +90,7 @@ def profile(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    return {name: render(*args, *(MONITORING_APIS if name == "full" else [])) for name, args in PROFILES.items()}
+    return {name: render(*args, *(MONITORING_APIS if name != "default" else [])) for name, args in PROFILES.items()}
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +129,8 @@ def pod_env(container: dict[str, Any], pod_name: str) -> dict[str, str]:
             env[var["name"]] = {"metadata.name": pod_name, "metadata.namespace": NAMESPACE}[field["fieldPath"]]
         elif ref := var.get("valueFrom", {}).get("secretKeyRef"):
             env[var["name"]] = SECRET_ENV[var["name"]]
-            assert ref["name"] == "mailpulse-secrets"
+            # The Secret the values name: full values' own, or Strimzi's user Secret and a providers' Secret.
+            assert (ref["name"], ref["key"]) in SECRET_KEYS, ref
     return env
 
 
@@ -346,7 +357,7 @@ def test_grace_period_outlasts_the_session_timeout(rendered, tmp_path, tls_files
     for profile, docs in rendered.items():
         sts = one(docs, "StatefulSet")
         env = pod_env(sts["spec"]["template"]["spec"]["containers"][0], "w-0")
-        config = load_rendered(config_text(docs), tmp_path, env, "worker", tls_files if profile == "full" else None)
+        config = load_rendered(config_text(docs), tmp_path, env, "worker", None if profile == "default" else tls_files)
         grace = timedelta(seconds=sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
         assert grace > config.worker.session_timeout, profile
     done = helm("template", RELEASE, str(CHART), "--set", "worker.terminationGracePeriodSeconds=30", check=False)
@@ -535,3 +546,48 @@ def test_monitoring_objects_are_skipped_with_a_warning_where_the_operator_apis_a
                    "--show-only", "templates/notes.yaml").stdout  # fmt: skip
         text = yaml.safe_load(out)["data"]["notes"]
         assert {k for k in ("ServiceMonitor", "PrometheusRule") if f"WARNING: {k} is enabled" in text} == warned
+
+
+def test_strimzi_example_reads_the_kafkauser_secret_and_the_cluster_ca(rendered, tmp_path, tls_files):
+    docs = rendered["strimzi"]
+    sts = one(docs, "StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    refs = {
+        v["name"]: v["valueFrom"]["secretKeyRef"] for v in container["env"] if "secretKeyRef" in v.get("valueFrom", {})
+    }
+    assert refs["KAFKA_PASSWORD"] == {"name": "mailpulse", "key": "password"}
+    assert refs["SMARTCQ_KEY"]["name"] == "mailpulse-providers"
+    assert "my-cluster-cluster-ca-cert" in {v.get("secret", {}).get("secretName") for v in pod["volumes"]}
+    env = pod_env(container, f"{sts['metadata']['name']}-0")
+    config = load_rendered(config_text(docs), tmp_path, env, "worker", tls_files)
+    assert config.kafka.security_protocol == "SASL_SSL" and config.kafka.sasl_mechanism == "SCRAM-SHA-512"
+    assert config.kafka.sasl_password.get_secret_value() == SECRET_ENV["KAFKA_PASSWORD"]
+    assert str(config.kafka.ssl_cafile).endswith("/ca.crt")
+
+
+def test_strimzi_kafkauser_acls_cover_every_name_mailpulse_uses():
+    user = yaml.safe_load((STRIMZI / "kafkauser.yaml").read_text())
+    assert user["kind"] == "KafkaUser" and user["spec"]["authentication"]["type"] == "scram-sha-512"
+    prefixes: dict[str, list[str]] = {}
+    for acl in user["spec"]["authorization"]["acls"]:
+        resource = acl["resource"]
+        if resource["type"] != "cluster":
+            assert resource["patternType"] == "prefix" and acl["operations"] == ["All"]
+            prefixes.setdefault(resource["type"], []).append(resource["name"])
+    values = yaml.safe_load((STRIMZI / "values.yaml").read_text())
+    config = Config.model_validate({"kafka": {"bootstrap_servers": "x:9093"}})
+    names = {
+        "topic": [topic_name(spec, config.kafka.topic_prefix) for spec in TOPICS]
+        + [f"{app_id(config)}.campaign-partials", f"{app_id(config)}-messages-changelog"],
+        "group": [app_id(config)],
+        "transactionalId": [
+            transactional_id(config.kafka.topic_prefix, source["name"], stream, role=role)
+            for source in values["config"]["sources"]
+            for stream in ("sends", "contacts")
+            for role in ("connector", "backfill")
+        ],
+    }
+    for kind, wanted in names.items():
+        for name in wanted:
+            assert any(name.startswith(p) for p in prefixes.get(kind, [])), f"no ACL lets mailpulse use {kind} {name}"
