@@ -77,6 +77,9 @@ class WorkerConfig(_Model):
     metrics_campaigns: int = Field(default=200, ge=0, le=10_000)
     #: Extra mailbox-provider groups: name -> domains (``acme.com``) or ``label.*`` patterns.
     mailbox_providers: dict[str, list[str]] = Field(default_factory=dict)
+    #: Contact aggregates kept in memory per owned events partition (most recently used); the
+    #: others wait in a local RocksDB under data_dir/views. 0: every contact in memory.
+    contact_cache_size: int = Field(default=20_000, ge=0)
 
     @field_validator("mailbox_providers")
     @classmethod

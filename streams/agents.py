@@ -29,8 +29,10 @@ from mailpulse.streams.aggregates import (
     HOURLY_RETENTION_MS,
     Partial,
     PartitionView,
+    decode_aggregate,
     decode_bundle,
     decode_value,
+    encode_aggregate,
     encode_bundle,
     encode_value,
     merge_partial,
@@ -41,6 +43,7 @@ from mailpulse.streams.faust_internals import bulk_agent
 from mailpulse.streams.query import campaign_answer, contact_answer
 from mailpulse.streams.reducers import Fact, MessageState, decode_state, encode_state, merge_facts
 from mailpulse.streams.rollups import Rollup, campaign_group, contact_group
+from mailpulse.streams.spill import SpillingDict
 from mailpulse.streams.tables import BatchedSender, partition_of
 from mailpulse.topics.events import SchemaError
 from mailpulse.topics.records import DeadLetter, encode_record
@@ -74,10 +77,24 @@ def _dead_letter(key: bytes | None, value: bytes | None, reason: str) -> tuple[b
     return source.encode(), encode_record(letter)
 
 
+#: Under worker.data_dir: the contact spills of the partition views (disposable, removed at start).
+VIEWS_DIR = "views"
+
+
 def view_for(s: Streams, partition: int) -> PartitionView:
     view = s.views.get(partition)
     if view is None:
-        view = PartitionView(partition, epoch=_now_ms())
+        w = s.config.worker
+        contacts = None
+        if w.contact_cache_size:
+            contacts = SpillingDict(
+                w.data_dir / VIEWS_DIR / f"contacts-{partition}",
+                w.contact_cache_size,
+                encode_aggregate,
+                decode_aggregate,
+                write_buffer_mb=w.rocksdb_write_buffer_mb,
+            )
+        view = PartitionView(partition, epoch=_now_ms(), contacts=contacts)
         now = _now_ms()
 
         def states() -> Any:
@@ -346,7 +363,7 @@ def sync_views(s: Streams) -> None:
     owned = {tp.partition for tp in assignment if tp.topic == s.events_name}
     for partition in list(s.views):
         if partition not in owned:
-            del s.views[partition]
+            s.views.pop(partition).close()
     for partition in sorted(owned):
         view_for(s, partition)
     # Republish the stats of every stage-2 key this worker now owns (a crashed
@@ -423,6 +440,8 @@ def install_agents(s: Streams) -> None:
         # kept across a rebalance could be stale (another worker may have owned
         # the partition meanwhile), and its partials, carrying the old epoch,
         # would be ignored by stage 2 forever.
+        for view in s.views.values():
+            view.close()
         s.views.clear()
         s.campaign_rollups.clear()
         s.contact_rollups.clear()

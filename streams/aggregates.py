@@ -34,6 +34,7 @@ from mailpulse.streams.reducers import (
     MessageState,
     contribution,
 )
+from mailpulse.streams.spill import SpillingDict
 
 __all__ = [
     "WIRE_KEYS",
@@ -48,7 +49,9 @@ __all__ = [
     "PartitionView",
     "Stage2Value",
     "combine",
+    "decode_aggregate",
     "decode_bundle",
+    "encode_aggregate",
     "decode_value",
     "encode_bundle",
     "encode_value",
@@ -271,15 +274,53 @@ class Aggregate:
         return out
 
 
+def encode_aggregate(agg: Aggregate) -> bytes:
+    """An aggregate as the contact spill stores it (local and disposable: no compatibility promise)."""
+    return orjson.dumps(
+        [
+            agg.provider,
+            agg.messages,
+            agg.counts,
+            agg.first_at,
+            agg.last_at,
+            agg.last_opened_at,
+            agg.last_clicked_at,
+            agg.status_at,
+            list(agg.hourly.items()) if agg.hourly else None,
+            agg.email,
+        ]
+    )
+
+
+def decode_aggregate(raw: bytes) -> Aggregate:
+    provider, messages, counts, first_at, last_at, last_opened_at, last_clicked_at, status_at, hourly, email = (
+        orjson.loads(raw)
+    )
+    agg = Aggregate(provider)
+    agg.messages = messages
+    agg.counts = counts
+    agg.first_at, agg.last_at = first_at, last_at
+    agg.last_opened_at, agg.last_clicked_at = last_opened_at, last_clicked_at
+    agg.status_at = status_at
+    agg.hourly = None if hourly is None else {hour: row for hour, row in hourly}
+    agg.email = email
+    return agg
+
+
+ContactStore = dict[str, Aggregate] | SpillingDict[Aggregate]
+
+
 class PartitionView:
     """Stage 1: the campaign and contact aggregates of one events partition."""
 
-    def __init__(self, partition: int, epoch: int) -> None:
+    def __init__(self, partition: int, epoch: int, contacts: ContactStore | None = None) -> None:
         self.partition = partition
         self.epoch = epoch
         self.seq = 0
         self.campaigns: dict[str, Aggregate] = {}
-        self.contacts: dict[str, Aggregate] = {}
+        #: A dict, or a ``SpillingDict`` that keeps the recently used contacts in memory and the
+        #: rest on local disk (``worker.contact_cache_size``): contacts are many, campaigns few.
+        self.contacts: ContactStore = {} if contacts is None else contacts
         self.dirty_campaigns: set[str] = set()
         self.dirty_contacts: set[str] = set()
         #: Message key -> its state as written to the message table (an LRU, see STATE_CACHE_SIZE).
@@ -365,13 +406,27 @@ class PartitionView:
             agg.expire(horizon)
         horizon = now_ms - CONTACT_HOURLY_RETENTION_MS
         if not self._sweep:
-            self._sweep = list(self.contacts)
+            # Spilled contacts are not visited (that would read them all back): their expired rows
+            # cost no memory, and stage 2 ignores rows past the retention when they are published.
+            contacts_held = self.contacts
+            self._sweep = (
+                contacts_held.resident_keys() if isinstance(contacts_held, SpillingDict) else list(contacts_held)
+            )
         batch, self._sweep = self._sweep[-CONTACT_SWEEP:], self._sweep[:-CONTACT_SWEEP]
         contacts = self.contacts
         for key in batch:
             contact = contacts.get(key)
             if contact is not None:
                 contact.expire(horizon)
+
+    def close(self) -> None:
+        """The view is given up: free what it holds (a spill's files too)."""
+        if isinstance(self.contacts, SpillingDict):
+            self.contacts.close()
+        else:
+            self.contacts.clear()
+        self.campaigns.clear()
+        self.states.clear()
 
     def take_dirty(self) -> tuple[list[tuple[str, Partial]], list[tuple[str, Partial]]]:
         """Partials of every aggregate changed since the last call; forgets empty aggregates."""

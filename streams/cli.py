@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ def run_worker(config: Config) -> int:
     # collector a large share of its CPU. Collect far less often.
     gc.set_threshold(GC_THRESHOLD, 50, 100)
     config.worker.data_dir.mkdir(parents=True, exist_ok=True)
+    # Contact spills a killed worker left behind: views are rebuilt on assignment, never read back.
+    shutil.rmtree(config.worker.data_dir / "views", ignore_errors=True)
     streams = build_worker(config)
     from mailpulse.streams.app import ensure_internal_topics
     from mailpulse.streams.tables import discard_unacknowledged

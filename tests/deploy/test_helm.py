@@ -591,3 +591,17 @@ def test_strimzi_kafkauser_acls_cover_every_name_mailpulse_uses():
     for kind, wanted in names.items():
         for name in wanted:
             assert any(name.startswith(p) for p in prefixes.get(kind, [])), f"no ACL lets mailpulse use {kind} {name}"
+
+
+def test_the_schema_takes_every_worker_and_connect_key_the_chart_does_not_set_itself():
+    from mailpulse.config import ConnectConfig, WorkerConfig
+
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]["properties"]
+    chart_owned = {"web_port", "web_host", "data_dir", "advertised_host", "metrics_port"}
+    for section, model in (("worker", WorkerConfig), ("connect", ConnectConfig)):
+        allowed = set(schema[section]["properties"])
+        missing = set(model.model_fields) - chart_owned - allowed
+        assert not missing, f"config.{section} keys the chart's schema refuses: {sorted(missing)}"
+        assert allowed <= set(model.model_fields), (
+            f"schema keys mailpulse does not know: {allowed - set(model.model_fields)}"
+        )

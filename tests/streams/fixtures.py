@@ -28,6 +28,9 @@ TEST_WORKER = {
     "publish_interval": "200ms",
     "rocksdb_block_cache_mb": 2,
     "rocksdb_write_buffer_mb": 1,
+    # A handful of contacts in memory per partition, the rest spilled to disk: every integration
+    # test then proves the answers exact with contacts going out to the spill and back.
+    "contact_cache_size": 16,
 }
 
 

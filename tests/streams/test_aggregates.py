@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailpulse.streams.aggregates import HOUR_MS, Aggregate, PartitionView, combine, merge_partial
+from mailpulse.streams.aggregates import (
+    HOUR_MS,
+    Aggregate,
+    PartitionView,
+    combine,
+    decode_aggregate,
+    encode_aggregate,
+    merge_partial,
+)
 from mailpulse.streams.reducers import COUNT_FIELDS, FLAG_FIELDS, MessageState, apply_events, contribution
+from mailpulse.streams.spill import SpillingDict
 from mailpulse.topics.events import Bounce, BounceKind, EmailEvent, EventType, make_event_id
 from tests.streams.groundtruth import ground_truth
 
@@ -63,10 +73,11 @@ def run_incrementally(
 
 
 def snapshot(view: PartitionView) -> tuple[dict, dict]:
-    def agg(table: dict) -> dict:
+    def agg(table) -> dict:
+        held = {k: table.get(k) for k in list(table)}  # a dict or a SpillingDict
         return {
-            k: (a.messages, list(a.counts), a.first_at, a.last_at, dict(a.hourly or {}), list(a.status_at))
-            for k, a in table.items()
+            k: (a.messages, list(a.counts), a.first_at, a.last_at, dict(a.hourly or {}), list(a.status_at), a.email)
+            for k, a in held.items()
             if a.messages
         }
 
@@ -110,6 +121,62 @@ def test_incremental_deltas_in_any_order_with_replays_equal_a_rebuild_from_messa
         assert dict(zip(COUNT_FIELDS, live.campaigns[key].counts, strict=True)) == exp["counts"]
     for key, exp in contacts.items():
         assert dict(zip(COUNT_FIELDS, live.contacts[key].counts, strict=True)) == exp["counts"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec=_history, seed=st.integers(0, 2**32 - 1), batch=st.integers(1, 7), capacity=st.integers(1, 2))
+def test_a_view_whose_contacts_spill_to_disk_publishes_the_same_partials_as_one_holding_all_in_memory(
+    tmp_path_factory, spec, seed: int, batch: int, capacity: int
+) -> None:
+    events = [ev(m, t, h, n, campaign=f"c{m % 2}", contact=f"u{m % 5}") for m, t, h, n in spec]
+    replayed = events + random.Random(seed).choices(events, k=len(events) // 2)
+    random.Random(seed).shuffle(replayed)
+    spill = SpillingDict(tmp_path_factory.mktemp("spill") / "c", capacity, encode_aggregate, decode_aggregate)
+    in_memory, spilling = PartitionView(0, epoch=1), PartitionView(0, epoch=1, contacts=spill)
+    try:
+        for view in (in_memory, spilling):
+            run_incrementally(view, replayed, batch)
+        assert snapshot(spilling) == snapshot(in_memory)
+        assert spilling.take_dirty() == in_memory.take_dirty()
+        assert len(spill.resident_keys()) <= capacity
+        # A rebuild (on assignment) into a spill gives the same view as one in memory.
+        states = run_incrementally(PartitionView(0, epoch=3), events, 3)
+        rebuilt_in_memory, rebuilt_spilling = PartitionView(0, epoch=4), PartitionView(0, epoch=4, contacts=spill)
+        rebuilt_in_memory.rebuild(states.values(), NOW_MS)
+        rebuilt_spilling.rebuild(states.values(), NOW_MS)
+        assert snapshot(rebuilt_spilling) == snapshot(rebuilt_in_memory)
+    finally:
+        spilling.close()
+
+
+def test_contact_memory_is_bounded_by_the_cache_size_not_by_the_number_of_contacts(tmp_path) -> None:
+    def held_bytes(view_contacts, contacts: int) -> int:
+        view = PartitionView(0, epoch=1, contacts=view_contacts)
+        states = [apply_events(None, [ev(m, EventType.SENT, 1.0, contact=f"u{m}")]) for m in range(contacts)]
+        for state in states:
+            contribution(state)  # kept on the state (the worker's state cache is bounded on its own)
+        tracemalloc.start()
+        try:
+            for i, state in enumerate(states):
+                view.apply(None, state, NOW_MS)
+                if i % 1000 == 999:  # the publish tick takes what changed
+                    view.dirty_campaigns.clear()
+                    view.dirty_contacts.clear()
+            return tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+            view.close()
+
+    def spill(name: str) -> SpillingDict:
+        return SpillingDict(tmp_path / name, 500, encode_aggregate, decode_aggregate)
+
+    in_memory = held_bytes(None, 20_000)
+    small, large = held_bytes(spill("a"), 5_000), held_bytes(spill("b"), 20_000)
+    # Every contact in memory costs hundreds of bytes each; spilled, the held memory does not
+    # grow with the contacts (the RocksDB spill's own buffers are outside Python's allocator).
+    assert in_memory > 20_000 * 300
+    assert large < in_memory / 10
+    assert large < small * 1.5 + 200_000
 
 
 def test_a_contact_keeps_hourly_rows_for_25_hours_while_its_campaign_keeps_48() -> None:
