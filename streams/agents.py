@@ -77,6 +77,9 @@ def _dead_letter(key: bytes | None, value: bytes | None, reason: str) -> tuple[b
     return source.encode(), encode_record(letter)
 
 
+#: Most contact partials one view publishes per tick: after an assignment every contact of the
+#: partition is to be published, and one list of them all would cost memory in proportion to them.
+CONTACTS_PER_PUBLISH = 20_000
 #: Under worker.data_dir: the contact spills of the partition views (disposable, removed at start).
 VIEWS_DIR = "views"
 
@@ -195,7 +198,7 @@ async def publish_partials(s: Streams) -> None:
     now = _now_ms()
     for view in list(s.views.values()):
         view.expire(now)
-        campaigns, contacts = view.take_dirty()
+        campaigns, contacts = view.take_dirty(CONTACTS_PER_PUBLISH)
         for topic, items, kind in (
             (s.campaign_partials.get_topic_name(), campaigns, "campaign"),
             (s.contact_partials.get_topic_name(), contacts, "contact"),

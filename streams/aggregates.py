@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
 from typing import Any, TypedDict
 
 import orjson
@@ -428,13 +429,28 @@ class PartitionView:
         self.campaigns.clear()
         self.states.clear()
 
-    def take_dirty(self) -> tuple[list[tuple[str, Partial]], list[tuple[str, Partial]]]:
-        """Partials of every aggregate changed since the last call; forgets empty aggregates."""
+    def take_dirty(
+        self, contact_limit: int | None = None
+    ) -> tuple[list[tuple[str, Partial]], list[tuple[str, Partial]]]:
+        """Partials of the aggregates changed since the last call; forgets empty aggregates.
+
+        At most ``contact_limit`` contacts are taken (the others stay changed for the next
+        call): after an assignment every contact of the partition is to be published, and
+        one list of them all would cost memory in proportion to the contacts.
+        """
         out: list[list[tuple[str, Partial]]] = [[], []]
-        for i, (table, dirty, kind) in enumerate(
-            ((self.campaigns, self.dirty_campaigns, "campaign"), (self.contacts, self.dirty_contacts, "contact"))
+        for i, (table, dirty, kind, limit) in enumerate(
+            (
+                (self.campaigns, self.dirty_campaigns, "campaign", None),
+                (self.contacts, self.dirty_contacts, "contact", contact_limit),
+            )
         ):
-            for key in dirty:
+            if limit is None or len(dirty) <= limit:
+                keys, remaining = list(dirty), set()
+            else:
+                keys = list(islice(dirty, limit))
+                remaining = dirty.difference(keys)
+            for key in keys:
                 agg = table.get(key)
                 if agg is None:
                     continue
@@ -442,7 +458,10 @@ class PartitionView:
                 out[i].append((key, agg.to_partial(self.partition, (self.epoch, self.seq), kind=kind)))
                 if agg.messages <= 0:
                     del table[key]
-            dirty.clear()
+            if kind == "campaign":
+                self.dirty_campaigns = remaining
+            else:
+                self.dirty_contacts = remaining
         return out[0], out[1]
 
 

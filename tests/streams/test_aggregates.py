@@ -322,3 +322,19 @@ def test_partials_keep_their_deployed_compact_keys_on_the_wire_and_read_back_wit
     tombstone = merge_partial(value, {**contact, "version": [7, 10], "messages": 0})
     assert tombstone is not None
     assert orjson.loads(encode_value(tombstone))["partials"]["3"] == {"p": 3, "v": [7, 10], "n": 0}
+
+
+def test_contact_partials_are_taken_at_most_a_limit_at_a_time_and_none_is_lost() -> None:
+    view = PartitionView(0, epoch=1)
+    for m in range(10):
+        view.apply(None, apply_events(None, [ev(m, EventType.SENT, 1.0, contact=f"u{m}")]), NOW_MS)
+    taken: list[str] = []
+    sizes = []
+    while True:
+        campaigns, contacts = view.take_dirty(3)
+        if not campaigns and not contacts:
+            break
+        sizes.append(len(contacts))
+        taken += [key for key, _ in contacts]
+    assert sizes == [3, 3, 3, 1]
+    assert sorted(taken) == sorted(f"src:u{m}" for m in range(10))
