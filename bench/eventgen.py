@@ -39,7 +39,7 @@ from mailpulse.topics.events import (
     make_event_id,
 )
 
-__all__ = ["SOURCES", "EventStream", "GeneratedSet", "generate_events", "split_contacts"]
+__all__ = ["DEFAULT_CHUNK_MESSAGES", "SOURCES", "EventStream", "GeneratedSet", "generate_events", "split_contacts"]
 
 #: (source name, provider, has contact ids, reports deliveries, opens counter)
 SOURCES = (
