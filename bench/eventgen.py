@@ -223,7 +223,7 @@ class EventStream:
                 ev(EventType.REPLIED, later(900))
         out.sort(key=lambda p: p[0])
         events = [e for _, e in out]
-        del out
+        out.clear()
         # Reorder: swap events within a sliding window (a message's click can come before its open).
         for i in range(len(events)):
             j = min(len(events) - 1, i + rng.randrange(self.shuffle_window))

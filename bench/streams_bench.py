@@ -194,9 +194,7 @@ def campaigns_sent(client: httpx.Client, url: str) -> int | None:
     return sum(i["counts"]["sent"] for i in r.json().get("items", []))
 
 
-def run_worker(
-    bootstrap: str, prefix: str, n_events: int, expected_sent: int, workdir: Path, data_dir: Path
-) -> dict:
+def run_worker(bootstrap: str, prefix: str, n_events: int, expected_sent: int, workdir: Path, data_dir: Path) -> dict:
     config, port = write_worker_config(workdir, bootstrap, prefix, data_dir, "worker")
     log_path = workdir / "worker.log"
     # MAILPULSE_BENCH_PROFILE=path: run the worker under cProfile.
@@ -362,9 +360,7 @@ def parse_args() -> argparse.Namespace:
         help=f"generate and publish this many messages at a time (default {DEFAULT_CHUNK_MESSAGES:,})",
     )
     ap.add_argument("--json", type=Path, metavar="PATH", help="also write the result dict to PATH")
-    ap.add_argument(
-        "--no-restart", action="store_true", help="skip the two restarts (same data_dir, empty data_dir)"
-    )
+    ap.add_argument("--no-restart", action="store_true", help="skip the two restarts (same data_dir, empty data_dir)")
     ap.add_argument("--bootstrap", help="use this broker instead of starting one")
     ap.add_argument(
         "--broker-log-dir",
