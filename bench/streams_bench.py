@@ -106,7 +106,9 @@ async def publish(bootstrap: str, topics: list[str], stream: EventStream) -> dic
             chunk = next(chunks, None)
             if chunk is None:
                 break
-            records = [(e.key.encode(), encode_event(e)) for e in chunk]
+            # A copy of each value: orjson's own result keeps ~4 KB resident per record (its
+            # buffer, shrunk in place), which made a 430k-event chunk cost 1.6 GB instead of 150 MB.
+            records = [(e.key.encode(), bytes(memoryview(encode_event(e)))) for e in chunk]
             expected_sent += expected_totals(chunk)
             n += len(records)
             del chunk
