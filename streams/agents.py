@@ -53,6 +53,10 @@ __all__ = ["install_agents", "process_events", "process_partials", "sync_views"]
 log = logging.getLogger(__name__)
 #: Partials per bundle record (keeps records well under the broker's 1 MiB limit).
 BUNDLE_MAX = 500
+#: Stage 2 decodes and merges at most about this many partials at a time (memory, see process_partials).
+PARTIALS_PER_MERGE = 20_000
+#: Changed stage-2 keys whose merged value is kept for publish_stats; beyond, it reads the table.
+DIRTY_VALUES_MAX = 20_000
 
 
 def _now_ms() -> int:
@@ -268,29 +272,48 @@ def _note_last_at(index: dict[bytes, int], key: bytes, value: Any) -> None:
 
 
 async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None:
-    """Stage 2: merge partials (and metadata) into the campaign or contact table, and its rollup."""
+    """Stage 2: merge partials (and metadata) into the campaign or contact table, and its rollup.
+
+    One fetch can carry hundreds of thousands of partials (bundles of up to ``BUNDLE_MAX``):
+    they are decoded and merged ``PARTIALS_PER_MERGE`` at a time, so the decoded partials held
+    at once stay bounded whatever the backlog.
+    """
     started = time.perf_counter()
-    store = s.campaign_table if kind == "campaign" else s.contact_table
-    dirty = s.dirty_campaigns if kind == "campaign" else s.dirty_contacts
     meta_topic = (s.campaigns_topic if kind == "campaign" else s.contacts_topic).get_topic_name()
-    now = _now_ms()
     # partition -> key -> [("meta", value) | ("partial", partial)], in log order
     grouped: dict[int, dict[bytes, list[tuple[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    consumed = 0
+    consumed = pending = stale = 0
     for msg in records:
         try:
             if msg.topic == meta_topic:
                 if msg.key is not None:
                     grouped[msg.partition][msg.key].append(("meta", _decode_meta(msg.value, kind)))
                     consumed += 1
+                    pending += 1
                 continue
             for key, partial in decode_bundle(msg.value):
                 grouped[msg.partition][key.encode()].append(("partial", partial))
                 consumed += 1
+                pending += 1
         except (ValueError, KeyError, TypeError) as exc:
             log.warning(
                 "skipping malformed %s record at %s[%s]@%s: %s", kind, msg.topic, msg.partition, msg.offset, exc
             )
+        if pending >= PARTIALS_PER_MERGE:
+            stale += await _merge_grouped(s, grouped, kind)
+            grouped.clear()
+            pending = 0
+    stale += await _merge_grouped(s, grouped, kind)
+    s.metrics.partials_stale.labels(kind).inc(stale)
+    s.metrics.partials_consumed.labels(kind).inc(consumed)
+    s.metrics.batch_seconds.labels(kind + "s").observe(time.perf_counter() - started)
+
+
+async def _merge_grouped(s: Streams, grouped: dict[int, dict[bytes, list[tuple[str, Any]]]], kind: str) -> int:
+    """Merge decoded partials and metadata, grouped by partition and key, into the table; the stale count."""
+    store = s.campaign_table if kind == "campaign" else s.contact_table
+    dirty = s.dirty_campaigns if kind == "campaign" else s.dirty_contacts
+    now = _now_ms()
     stale = 0
     for partition, keys in grouped.items():
         writes: list[tuple[bytes, bytes]] = []
@@ -324,12 +347,11 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
                 if last_at is not None:
                     _note_last_at(last_at, key, new)
                 if answer_changed:
-                    dirty[key] = (partition, new)
+                    # The merged value spares publish_stats a table read, up to a bound (memory).
+                    dirty[key] = (partition, new if len(dirty) < DIRTY_VALUES_MAX else None)
         await store.put_many(partition, writes)
         s.metrics.state_writes.labels(kind + "s").inc(len(writes))
-    s.metrics.partials_stale.labels(kind).inc(stale)
-    s.metrics.partials_consumed.labels(kind).inc(consumed)
-    s.metrics.batch_seconds.labels(kind + "s").observe(time.perf_counter() - started)
+    return stale
 
 
 async def publish_stats(s: Streams) -> None:
