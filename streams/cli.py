@@ -56,11 +56,13 @@ def run_worker(config: Config) -> int:
     # collector a large share of its CPU. Collect far less often.
     gc.set_threshold(GC_THRESHOLD, 50, 100)
     config.worker.data_dir.mkdir(parents=True, exist_ok=True)
-    # Contact spills a killed worker left behind: views are rebuilt on assignment, never read back.
-    shutil.rmtree(config.worker.data_dir / "views", ignore_errors=True)
     streams = build_worker(config)
+    from mailpulse.streams.agents import VIEWS_DIR
     from mailpulse.streams.app import ensure_internal_topics
     from mailpulse.streams.tables import discard_unacknowledged
+
+    # Contact spills a killed worker left behind: views are rebuilt on assignment, never read back.
+    shutil.rmtree(config.worker.data_dir / VIEWS_DIR, ignore_errors=True)
 
     streams.metrics.local_tables_discarded.inc(len(discard_unacknowledged(Path(streams.app.conf.tabledir))))
     loop.run_until_complete(ensure_internal_topics(streams))

@@ -75,37 +75,38 @@ def campaign_group(key: str, value: Mapping[str, Any]) -> Group | None:
     return None if provider is None else (provider, key.partition(":")[0])
 
 
-def contact_address(key: str, value: Mapping[str, Any]) -> str | None:
-    """The contact's address: its metadata's, else the events' (smallest), else the key's when it is one."""
+def _provider_and_address(key: str, value: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The provider of the first live partial, and the contact's address (see ``contact_address``).
+
+    One pass over the partials: this runs for every change of a contact.
+    """
+    provider = address = None
+    for part in (value.get("partials") or {}).values():
+        if part.get("messages", 0) > 0:
+            if provider is None and part.get("provider"):
+                provider = str(part["provider"])
+            email = part.get("email")
+            if isinstance(email, str) and (address is None or email < address):
+                address = email
     meta = value.get("meta") or {}
     if isinstance(meta, Mapping) and isinstance(meta.get("email"), str) and meta["email"]:
-        return meta["email"]
-    seen = [p["email"] for p in _live(value) if isinstance(p.get("email"), str)]
-    if seen:
-        return min(seen)
-    rest = key.partition(":")[2]
-    return rest if "@" in rest else None
+        address = meta["email"]
+    elif address is None:
+        rest = key.partition(":")[2]
+        address = rest if "@" in rest else None
+    return provider, address
+
+
+def contact_address(key: str, value: Mapping[str, Any]) -> str | None:
+    """The contact's address: its metadata's, else the events' (smallest), else the key's when it is one."""
+    return _provider_and_address(key, value)[1]
 
 
 def contact_group(classify: Callable[[str | None], str]) -> GroupOf:
     def group(key: str, value: Mapping[str, Any]) -> Group | None:
-        # contact_address() and _provider() in one pass over the partials: this runs for every change.
-        provider = address = None
-        for part in (value.get("partials") or {}).values():
-            if part.get("messages", 0) > 0:
-                if provider is None and part.get("provider"):
-                    provider = str(part["provider"])
-                email = part.get("email")
-                if isinstance(email, str) and (address is None or email < address):
-                    address = email
+        provider, address = _provider_and_address(key, value)
         if provider is None:
             return None
-        meta = value.get("meta") or {}
-        if isinstance(meta, Mapping) and isinstance(meta.get("email"), str) and meta["email"]:
-            address = meta["email"]
-        elif address is None:
-            rest = key.partition(":")[2]
-            address = rest if "@" in rest else None
         return (provider, key.partition(":")[0], UNKNOWN if address is None else classify(address))
 
     return group

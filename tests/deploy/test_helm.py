@@ -477,20 +477,28 @@ def test_a_rate_above_one_in_values_is_refused_by_the_schema():
     assert "bounceRateWarning" in done.stderr
 
 
-def test_notes_render(tmp_path):
-    # `helm install --dry-run` wants a cluster: render NOTES.txt through a copy of the chart
-    # in which it is a named template, shown in a ConfigMap.
-    chart = tmp_path / "mailpulse"
-    shutil.copytree(CHART, chart)
-    notes = (chart / "templates" / "NOTES.txt").read_text()
-    (chart / "templates" / "NOTES.txt").unlink()
-    (chart / "templates" / "_notes.tpl").write_text('{{- define "test.notes" -}}\n' + notes + "{{- end }}\n")
-    (chart / "templates" / "notes.yaml").write_text(
-        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "test.notes" . | quote }}\n'
-    )
-    out = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, "-f", str(FULL_VALUES),
+def render_notes(tmp_path: Path, *args: str) -> str:
+    """NOTES.txt as `helm install` would print it with ``args``.
+
+    `helm install --dry-run` wants a cluster: render it through a copy of the chart
+    in which it is a named template, shown in a ConfigMap.
+    """
+    chart = tmp_path / "mailpulse-notes"
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        notes = (chart / "templates" / "NOTES.txt").read_text()
+        (chart / "templates" / "NOTES.txt").unlink()
+        (chart / "templates" / "_notes.tpl").write_text('{{- define "test.notes" -}}\n' + notes + "{{- end }}\n")
+        (chart / "templates" / "notes.yaml").write_text(
+            'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "test.notes" . | quote }}\n'
+        )
+    out = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, *args,
                "--show-only", "templates/notes.yaml").stdout  # fmt: skip
-    text = yaml.safe_load(out)["data"]["notes"]
+    return yaml.safe_load(out)["data"]["notes"]
+
+
+def test_notes_render(tmp_path):
+    text = render_notes(tmp_path, "-f", str(FULL_VALUES))
     assert f"http://{RELEASE}-mailpulse-worker.{NAMESPACE}.svc:6066" in text
     assert "KAFKA_PASSWORD" in text and "mailpulse-secrets" in text and SENTINEL not in text
 
@@ -533,18 +541,8 @@ def test_monitoring_objects_are_skipped_with_a_warning_where_the_operator_apis_a
     docs = render("-f", str(FULL_VALUES))  # no --api-versions: a cluster without the prometheus-operator
     kinds = {d["kind"] for d in docs}
     assert "ServiceMonitor" not in kinds and "PrometheusRule" not in kinds
-    chart = tmp_path / "mailpulse"
-    shutil.copytree(CHART, chart)
-    notes = (chart / "templates" / "NOTES.txt").read_text()
-    (chart / "templates" / "NOTES.txt").unlink()
-    (chart / "templates" / "_notes.tpl").write_text('{{- define "test.notes" -}}\n' + notes + "{{- end }}\n")
-    (chart / "templates" / "notes.yaml").write_text(
-        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include "test.notes" . | quote }}\n'
-    )
     for extra, warned in (([], {"ServiceMonitor", "PrometheusRule"}), (MONITORING_APIS, set())):
-        out = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, "-f", str(FULL_VALUES), *extra,
-                   "--show-only", "templates/notes.yaml").stdout  # fmt: skip
-        text = yaml.safe_load(out)["data"]["notes"]
+        text = render_notes(tmp_path, "-f", str(FULL_VALUES), *extra)
         assert {k for k in ("ServiceMonitor", "PrometheusRule") if f"WARNING: {k} is enabled" in text} == warned
 
 
