@@ -104,7 +104,19 @@ class Streams:
         )
 
 
-def _raw_table(app: faust.App, name: str, help_: str) -> Any:
+def rocksdb_options(config: Config) -> dict[str, int]:
+    """The RocksDB options of every state table partition (the memory bound of docs/streams.md)."""
+    w = config.worker
+    return {
+        "block_cache_size": w.rocksdb_block_cache_mb * MIB,
+        "block_cache_compressed_size": 0,
+        "write_buffer_size": w.rocksdb_write_buffer_mb * MIB,
+        "max_write_buffer_number": WRITE_BUFFERS,
+        "max_open_files": 256,
+    }
+
+
+def _raw_table(app: faust.App, name: str, help_: str, options: dict[str, int]) -> Any:
     return app.Table(
         name,
         # bytes key and value types make Faust use the "raw" codec for the
@@ -114,6 +126,10 @@ def _raw_table(app: faust.App, name: str, help_: str) -> Any:
         value_type=bytes,
         partitions=EVENTS.partitions,
         help=help_,
+        # RocksDB options are a table's, not the app's: Faust ignores an App(rocksdb_options=...)
+        # and opens every partition with its defaults (64 MiB write buffers, a 2 GiB block cache).
+        # A copy each: Faust's store pops keys out of the mapping it is given.
+        options=dict(options),
     )
 
 
@@ -158,17 +174,11 @@ def create_app(config: Config) -> Streams:
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         Monitor="mailpulse.streams.sensors:QuietMonitor",
-        rocksdb_options={
-            "block_cache_size": w.rocksdb_block_cache_mb * MIB,
-            "block_cache_compressed_size": 0,
-            "write_buffer_size": w.rocksdb_write_buffer_mb * MIB,
-            "max_write_buffer_number": WRITE_BUFFERS,
-            "max_open_files": 256,
-        },
     )
     patch_read_committed(app)
     internal = f"{app_id(config)}."
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    options = rocksdb_options(config)
     streams = Streams(
         config=config,
         app=app,
@@ -192,9 +202,13 @@ def create_app(config: Config) -> Streams:
             **raw,
         ),
         contacts_topic=app.topic(topic_name(CONTACTS, prefix), **raw),
-        messages=PartitionStore(app, _raw_table(app, "messages", "Per-message state, keyed {source}:{message_id}.")),
-        campaign_table=PartitionStore(app, _raw_table(app, "campaigns", "Per-campaign partials and metadata.")),
-        contact_table=PartitionStore(app, _raw_table(app, "contacts", "Per-contact partials.")),
+        messages=PartitionStore(
+            app, _raw_table(app, "messages", "Per-message state, keyed {source}:{message_id}.", options)
+        ),
+        campaign_table=PartitionStore(
+            app, _raw_table(app, "campaigns", "Per-campaign partials and metadata.", options)
+        ),
+        contact_table=PartitionStore(app, _raw_table(app, "contacts", "Per-contact partials.", options)),
         events_name=topic_name(EVENTS, prefix),
         dlq_name=topic_name(DLQ, prefix),
         campaign_stats_name=topic_name(CAMPAIGN_STATS, prefix),

@@ -57,3 +57,30 @@ def test_stats_topics_have_as_many_partitions_as_the_stage_2_tables() -> None:
     from mailpulse.topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS
 
     assert CAMPAIGN_STATS.partitions == CONTACT_STATS.partitions == CAMPAIGNS.partitions == EVENTS.partitions
+
+
+def _rocksdb_options_file(db_dir: Path) -> dict[str, str]:
+    """What RocksDB itself recorded it opened a database with (its newest OPTIONS file)."""
+    newest = sorted(db_dir.glob("OPTIONS-*"))[-1]
+    pairs = (line.strip().partition("=") for line in newest.read_text().splitlines() if "=" in line)
+    return {key: value for key, _, value in pairs}
+
+
+def test_every_state_table_opens_its_rocksdb_with_the_configured_memory_options(tmp_path: Path) -> None:
+    # Faust ignores an App-level rocksdb_options: the tables themselves must carry them, or every
+    # partition opens with Faust's defaults (64 MiB write buffers x 3, a 2 GiB block cache).
+    from mailpulse.config import Config
+    from mailpulse.streams.app import WRITE_BUFFERS, create_app
+    from mailpulse.streams.faust_internals import store_db
+
+    worker = {"data_dir": str(tmp_path), "rocksdb_write_buffer_mb": 3, "rocksdb_block_cache_mb": 5}
+    streams = create_app(Config.model_validate({"kafka": {"bootstrap_servers": "127.0.0.1:9"}, "worker": worker}))
+    for table in (streams.messages, streams.campaign_table, streams.contact_table):
+        store = table.table.data
+        store_db(store, 1).put(b"k", b"v")
+        recorded = _rocksdb_options_file(Path(store.partition_path(1)))
+        assert recorded["write_buffer_size"] == str(3 * 1024 * 1024)
+        assert recorded["max_write_buffer_number"] == str(WRITE_BUFFERS)
+        assert recorded["max_open_files"] == "256"
+        # RocksDB does not record the block cache's capacity; the options Faust opens it with do.
+        assert store.rocksdb_options.block_cache_size == 5 * 1024 * 1024
