@@ -38,7 +38,7 @@ from mailpulse.topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS,
 __all__ = ["Streams", "app_id", "create_app", "ensure_internal_topics"]
 
 MIB = 1024 * 1024
-#: Faust default for RocksDB max_write_buffer_number; part of the memory bound.
+#: RocksDB max_write_buffer_number of every table partition (Faust's default is 3); part of the memory bound.
 WRITE_BUFFERS = 2
 
 
@@ -116,7 +116,7 @@ def rocksdb_options(config: Config) -> dict[str, int]:
     }
 
 
-def _raw_table(app: faust.App, name: str, help_: str, options: dict[str, int]) -> Any:
+def _raw_table(app: faust.App, name: str, help_: str, config: Config) -> Any:
     return app.Table(
         name,
         # bytes key and value types make Faust use the "raw" codec for the
@@ -128,8 +128,8 @@ def _raw_table(app: faust.App, name: str, help_: str, options: dict[str, int]) -
         help=help_,
         # RocksDB options are a table's, not the app's: Faust ignores an App(rocksdb_options=...)
         # and opens every partition with its defaults (64 MiB write buffers, a 2 GiB block cache).
-        # A copy each: Faust's store pops keys out of the mapping it is given.
-        options=dict(options),
+        # A new dict per table: Faust's store pops keys out of the mapping it is given.
+        options=rocksdb_options(config),
     )
 
 
@@ -178,7 +178,6 @@ def create_app(config: Config) -> Streams:
     patch_read_committed(app)
     internal = f"{app_id(config)}."
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    options = rocksdb_options(config)
     streams = Streams(
         config=config,
         app=app,
@@ -203,12 +202,10 @@ def create_app(config: Config) -> Streams:
         ),
         contacts_topic=app.topic(topic_name(CONTACTS, prefix), **raw),
         messages=PartitionStore(
-            app, _raw_table(app, "messages", "Per-message state, keyed {source}:{message_id}.", options)
+            app, _raw_table(app, "messages", "Per-message state, keyed {source}:{message_id}.", config)
         ),
-        campaign_table=PartitionStore(
-            app, _raw_table(app, "campaigns", "Per-campaign partials and metadata.", options)
-        ),
-        contact_table=PartitionStore(app, _raw_table(app, "contacts", "Per-contact partials.", options)),
+        campaign_table=PartitionStore(app, _raw_table(app, "campaigns", "Per-campaign partials and metadata.", config)),
+        contact_table=PartitionStore(app, _raw_table(app, "contacts", "Per-contact partials.", config)),
         events_name=topic_name(EVENTS, prefix),
         dlq_name=topic_name(DLQ, prefix),
         campaign_stats_name=topic_name(CAMPAIGN_STATS, prefix),
