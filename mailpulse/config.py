@@ -80,6 +80,15 @@ class WorkerConfig(_Model):
     #: Contact aggregates kept in memory per owned events partition (most recently used); the
     #: others wait in a local RocksDB under data_dir/views. 0: every contact in memory.
     contact_cache_size: int = Field(default=20_000, ge=0)
+    #: Retention of per-message state: a message is sealed this long after its last fact (its state
+    #: deleted, its contribution kept in its campaign's and contact's figures). Must exceed the events
+    #: topic's retention (checked at start). 0: never seal.
+    message_horizon: Duration = timedelta(days=45)
+    #: How long a sealed message's marker (its key, so an event arriving for it is recognised and not
+    #: counted again) is kept after sealing; must cover the events topic's retention. 0: forever.
+    sealed_marker_ttl: Duration = timedelta(days=45)
+    #: How often the owned partitions are scanned for messages to seal and markers to drop.
+    seal_interval: Duration = Field(default=timedelta(minutes=10), gt=timedelta(0))
 
     @field_validator("mailbox_providers")
     @classmethod

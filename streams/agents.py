@@ -14,11 +14,14 @@ once; exactness comes from state that a replayed event cannot change:
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import islice
 from operator import itemgetter
 from typing import Any
 
@@ -43,6 +46,17 @@ from mailpulse.streams.faust_internals import bulk_agent
 from mailpulse.streams.query import campaign_answer, contact_answer
 from mailpulse.streams.reducers import Fact, MessageState, decode_state, encode_state, merge_facts
 from mailpulse.streams.rollups import Rollup, campaign_group, contact_group
+from mailpulse.streams.sealing import (
+    CAMPAIGN_BASE,
+    CONTACT_BASE,
+    MARKER,
+    MESSAGES_START,
+    base_key,
+    decode_base,
+    last_fact_ms,
+    marker_expired,
+    seal_writes,
+)
 from mailpulse.streams.spill import SpillingDict
 from mailpulse.streams.tables import BatchedSender, partition_of
 from mailpulse.topics.events import SchemaError
@@ -104,13 +118,20 @@ def view_for(s: Streams, partition: int) -> PartitionView:
         view = PartitionView(partition, epoch=_now_ms(), contacts=contacts)
         now = _now_ms()
 
+        def bases() -> Any:
+            # The sealed messages' sums: one record per campaign or contact, not one per message.
+            for prefix, kind in ((CAMPAIGN_BASE, "campaign"), (CONTACT_BASE, "contact")):
+                for key, raw in s.messages.prefixed(partition, prefix):
+                    yield kind, key[len(prefix) :].decode(), decode_base(raw, now, kind)
+
         def states() -> Any:
-            for key, value in s.messages.items(partition):
+            for key, value in s.messages.items(partition, start=MESSAGES_START):
                 state = decode_state(value)
                 view.cache_state(key, state)
                 yield state
 
-        view.rebuild(states(), now)
+        view.rebuild(states(), now, bases())
+        view.markers = next(s.messages.prefixed(partition, MARKER), None) is not None
         s.views[partition] = view
         s.metrics.rebuilds.inc()
         s.metrics.partitions.set(len(s.views))
@@ -119,6 +140,12 @@ def view_for(s: Streams, partition: int) -> PartitionView:
 
 async def process_events(s: Streams, records: list[Any]) -> None:
     """Stage 1: merge a batch of event records into message states and the partition views."""
+    # Sealing (seal_expired) reads and deletes message states: never in the middle of a batch.
+    async with s.stage1_lock:
+        await _process_events(s, records)
+
+
+async def _process_events(s: Streams, records: list[Any]) -> None:
     started = time.perf_counter()
     by_partition: dict[int, dict[bytes, list[Fact]]] = defaultdict(lambda: defaultdict(list))
     dead: list[tuple[bytes, bytes]] = []
@@ -142,7 +169,7 @@ async def process_events(s: Streams, records: list[Any]) -> None:
             dead.append(_dead_letter(msg.key, value, "record key does not match {source}:{message_id} of its value"))
             continue
         by_partition[msg.partition][key].append(fact)
-    new = dup = 0
+    new = dup = sealed = 0
     now = _now_ms()
     #: provider -> (occurred_ms, observed_ms) of the events applied: the freshness histogram.
     applied: dict[str, tuple[list[int], list[int]]] = {}
@@ -162,6 +189,10 @@ async def process_events(s: Streams, records: list[Any]) -> None:
                 if raw is not None:
                     old = decode_state(raw)
                     view.cache_state(key, old)
+                elif view.markers and get(partition, MARKER + key) is not None:
+                    # A sealed message: its figures are final (the rule of streams/sealing.py).
+                    sealed += len(facts)
+                    continue
             state = merge_facts(old, facts)
             if state is old or state is None:
                 dup += len(facts)
@@ -188,6 +219,7 @@ async def process_events(s: Streams, records: list[Any]) -> None:
     m.events.labels("new").inc(new)
     m.events.labels("duplicate").inc(dup)
     m.events.labels("invalid").inc(len(dead))
+    m.events.labels("sealed").inc(sealed)
     m.batch_seconds.labels("messages").observe(time.perf_counter() - started)
 
 
@@ -215,6 +247,87 @@ async def publish_partials(s: Streams) -> None:
                     chunk = bundle[i : i + BUNDLE_MAX]
                     await send(topic, b"p%d" % view.partition, encode_bundle(chunk), target, None, None)
             s.metrics.partials.labels(kind).inc(len(items))
+
+
+#: Message states one sealing step reads while holding stage 1 (then events get their turn).
+SEAL_SCAN = 5_000
+#: Messages sealed in one changelog record batch (their bases, markers and tombstones).
+SEAL_BATCH = 200
+#: Most key and value bytes of one seal batch: well inside the producer's 1 MiB batches.
+SEAL_BYTES = 512 * 1024
+#: Per-record overhead in a Kafka record batch, counted against SEAL_BYTES (generous).
+_RECORD_OVERHEAD = 64
+
+
+def _ms(duration: Any) -> int:
+    return int(duration.total_seconds() * 1000)
+
+
+async def seal_expired(s: Streams) -> None:
+    """One sealing pass over the owned partitions: drop expired markers, seal messages past the horizon.
+
+    The pass reads ``SEAL_SCAN`` states at a time, holding stage 1 off meanwhile (a state must
+    not change between being read and being sealed), and lets it in between.
+    """
+    w = s.config.worker
+    horizon = _ms(w.message_horizon)
+    if horizon <= 0:
+        return
+    for partition in sorted(s.views):
+        view = s.views.get(partition)
+        if view is None:
+            continue
+        await _drop_expired_markers(s, view, partition, _ms(w.sealed_marker_ttl))
+        cursor = MESSAGES_START
+        while cursor is not None:
+            async with s.stage1_lock:
+                if s.views.get(partition) is not view:
+                    break  # revoked meanwhile: the new owner seals it
+                now = _now_ms()
+                batch = list(islice(s.messages.items(partition, start=cursor), SEAL_SCAN))
+                cursor = batch[-1][0] + b"\x00" if len(batch) == SEAL_SCAN else None
+                due = []
+                for key, raw in batch:
+                    state = decode_state(raw)
+                    if last_fact_ms(state) < now - horizon:
+                        due.append((key, state))
+                for i in range(0, len(due), SEAL_BATCH):
+                    await _seal(s, view, partition, due[i : i + SEAL_BATCH], now)
+            await asyncio.sleep(0)
+
+
+async def _seal(s: Streams, view: PartitionView, partition: int, due: Sequence[tuple[bytes, Any]], now: int) -> None:
+    def lookup(kind: str, key: str) -> Any:
+        raw = s.messages.get(partition, base_key(kind, key))
+        return None if raw is None else decode_base(raw, now, kind)
+
+    writes = seal_writes(due, lookup, now)
+    size = sum(len(k) + len(v or b"") + _RECORD_OVERHEAD for k, v in writes)
+    if size > SEAL_BYTES and len(due) > 1:
+        half = len(due) // 2
+        await _seal(s, view, partition, due[:half], now)
+        await _seal(s, view, partition, due[half:], now)
+        return
+    await s.messages.put_many(partition, writes, atomic=True)
+    for key, _ in due:
+        view.states.pop(key, None)
+    view.markers = True
+    s.metrics.sealed.inc(len(due))
+    s.metrics.state_writes.labels("messages").inc(len(writes))
+
+
+async def _drop_expired_markers(s: Streams, view: PartitionView, partition: int, ttl: int) -> None:
+    if ttl <= 0:
+        return
+    async with s.stage1_lock:
+        if s.views.get(partition) is not view:
+            return
+        now = _now_ms()
+        expired = [(k, None) for k, v in s.messages.prefixed(partition, MARKER) if marker_expired(v, now, ttl)]
+        for i in range(0, len(expired), 10_000):
+            await s.messages.put_many(partition, expired[i : i + 10_000])
+        s.metrics.markers_dropped.inc(len(expired))
+        s.metrics.state_writes.labels("messages").inc(len(expired))
 
 
 #: A fact's event times, read at C speed for the freshness histogram (a NamedTuple field by index).
@@ -447,6 +560,11 @@ def install_agents(s: Streams) -> None:
         await process_partials(s, records, kind="contact")
 
     interval = w.publish_interval.total_seconds()
+
+    @app.timer(max(w.seal_interval.total_seconds(), 0.1))
+    async def seal() -> None:
+        if s.views_ready:
+            await seal_expired(s)
 
     @app.timer(interval)
     async def publish() -> None:

@@ -328,6 +328,9 @@ class PartitionView:
         self.states: OrderedDict[bytes, MessageState] = OrderedDict()
         #: Contacts still to visit in the current expiry sweep.
         self._sweep: list[str] = []
+        #: Whether the partition may hold sealed-message markers (stage 1 then looks for one
+        #: before counting a message it has no state for; see mailpulse.streams.sealing).
+        self.markers = False
 
     def cached_state(self, key: bytes) -> MessageState | None:
         """The message's state if it is in the cache (the table holds the same)."""
@@ -386,10 +389,21 @@ class PartitionView:
                 agg.add(new_c, +1, hourly=True, horizon=horizon)
                 dirty.add(nk)
 
-    def rebuild(self, states: Iterable[MessageState], now_ms: int) -> None:
-        """Recompute every aggregate from the message states (on assignment)."""
+    def rebuild(
+        self,
+        states: Iterable[MessageState],
+        now_ms: int,
+        bases: Iterable[tuple[str, str, Aggregate]] = (),
+    ) -> None:
+        """Recompute every aggregate from the message states (on assignment).
+
+        ``bases``: (kind, key, aggregate) of the sealed messages' sums (``mailpulse.streams.sealing``),
+        which the live messages' contributions are added to.
+        """
         self.campaigns.clear()
         self.contacts.clear()
+        for kind, key, base in bases:
+            (self.campaigns if kind == "campaign" else self.contacts)[key] = base
         for st in states:
             self.apply(None, st, now_ms)
         # After a rebuild every key is published once, so stage 2 holds this owner's view.

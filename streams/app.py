@@ -19,6 +19,7 @@ see each other's state.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,8 @@ class Streams:
     campaign_last_at: dict[int, dict[bytes, int]] = field(default_factory=dict)
     classifier: MailboxClassifier = field(default_factory=MailboxClassifier)
     freshness: Freshness = field(default_factory=Freshness)
+    #: Held by stage 1 for a whole batch, and by sealing while it reads and deletes message states.
+    stage1_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def tables(self) -> dict[str, Any]:

@@ -80,11 +80,30 @@ def run_worker(config: Config) -> int:
     return 0
 
 
+async def check_retention(config: Config) -> None:
+    """The message horizon and marker TTL against the events topic's retention: ConfigError if unsafe."""
+    from mailpulse.config import ConfigError
+    from mailpulse.streams.sealing import retention_problem
+    from mailpulse.topics.admin import topic_retention_ms
+    from mailpulse.topics.contracts import EVENTS, topic_name
+
+    w = config.worker
+    horizon_ms = int(w.message_horizon.total_seconds() * 1000)
+    if horizon_ms <= 0:
+        return
+    events = topic_name(EVENTS, config.kafka.topic_prefix)
+    retention = await topic_retention_ms(config.kafka, events)
+    problem = retention_problem(horizon_ms, int(w.sealed_marker_ttl.total_seconds() * 1000), retention)
+    if problem:
+        raise ConfigError(f"{config.path}: worker.{problem} ({events} retention.ms={retention})")
+
+
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, command="worker")
     from mailpulse.topics.admin import preflight
 
     asyncio.run(preflight(config.kafka, config.kafka.topic_prefix, config_path=config.path))
+    asyncio.run(check_retention(config))
     from mailpulse.kafkalog import install_outage_filter
 
     install_outage_filter(config.kafka.bootstrap_servers)

@@ -20,8 +20,19 @@ class WorkerMetrics:
         r = self.registry
         self.events = Counter(
             "mailpulse_stream_events_total",
-            "Events read from the events topic, by result (new: changed a message; duplicate: added nothing; invalid: sent to the DLQ).",
+            "Events read from the events topic, by result (new: changed a message; duplicate: added nothing; "
+            "invalid: sent to the DLQ; sealed: its message was sealed, its figures are final).",
             ["result"],
+            registry=r,
+        )
+        self.sealed = Counter(
+            "mailpulse_stream_messages_sealed_total",
+            "Messages sealed past worker.message_horizon: state deleted, contribution kept in their campaign and contact.",
+            registry=r,
+        )
+        self.markers_dropped = Counter(
+            "mailpulse_stream_sealed_markers_dropped_total",
+            "Markers of sealed messages dropped worker.sealed_marker_ttl after sealing.",
             registry=r,
         )
         self.state_writes = Counter(

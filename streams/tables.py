@@ -105,30 +105,53 @@ class PartitionStore:
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self._db(partition).get(key)
 
-    def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db(partition).items():
+    def items(self, partition: int, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """The partition's keys and values in key order (from ``start`` on), bookkeeping keys left out."""
+        for key, value in self._db(partition).items(from_key=start):
             if not key.startswith(_LOCAL_PREFIXES):
                 yield key, value
 
-    async def put_many(self, partition: int, items: Sequence[tuple[bytes, bytes]]) -> None:
-        """Write ``items`` to the partition's RocksDB and queue their changelog records."""
+    def prefixed(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The partition's keys that start with ``prefix``, and their values (one seek, key order)."""
+        for key, value in self._db(partition).items(from_key=prefix):
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    async def put_many(
+        self, partition: int, items: Sequence[tuple[bytes, bytes | None]], *, atomic: bool = False
+    ) -> None:
+        """Write ``items`` to the partition's RocksDB and queue their changelog records.
+
+        A None value deletes its key (a tombstone in the changelog). ``atomic``: every record
+        goes in one Kafka record batch, which the broker appends whole or not at all, so a
+        worker killed while sending leaves either all of them in the changelog or none
+        (``ValueError`` if they do not fit in one producer batch; nothing is written then).
+        """
         if not items:
             return
         token = str(next(_tokens)).encode()
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key, value in items:
-            batch.put(key, value)
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
         # Until the broker acknowledges this batch's changelog records, the local
         # store is ahead of the changelog; see discard_unacknowledged.
         batch.put(WRITTEN_KEY, token)
+        sender = BatchedSender(self.app, self.table.changelog_topic_name, single_batch=atomic)
+        if atomic:
+            for key, value in items:  # builds the one batch first: if it does not fit, nothing is written
+                await sender.add(partition, key, value)
         self._db(partition).write(batch)
-        await self._send_changelog(partition, items, token)
+        if not atomic:
+            for key, value in items:
+                await sender.add(partition, key, value)
+        await self._persist_when_sent(partition, sender, token)
 
-    async def _send_changelog(self, partition: int, items: Sequence[tuple[bytes, bytes]], token: bytes) -> None:
+    async def _persist_when_sent(self, partition: int, sender: BatchedSender, token: bytes) -> None:
         topic = self.table.changelog_topic_name
-        sender = BatchedSender(self.app, topic)
-        for key, value in items:
-            await sender.add(partition, key, value)
         fut, last = (await sender.flush())[partition]
         tp = TP(topic, partition)
         fut.add_done_callback(lambda f: self._persisted(tp, f, token, last))
@@ -161,15 +184,19 @@ class BatchedSender:
     before committing source offsets.
     """
 
-    def __init__(self, app: Any, topic: str) -> None:
+    def __init__(self, app: Any, topic: str, *, single_batch: bool = False) -> None:
         self.producer = aiokafka_producer(app)
         self.topic = topic
         self._open: dict[int, tuple[Any, int]] = {}  # partition -> (builder, records in it)
         self.sent = 0
+        #: Every record of a partition in one batch, or ValueError (see PartitionStore.put_many).
+        self.single_batch = single_batch
 
     async def add(self, partition: int, key: bytes, value: bytes | None) -> None:
         builder, count = self._open.get(partition) or (self.producer.create_batch(), 0)
         if builder.append(key=key, value=value, timestamp=None) is None:
+            if self.single_batch:
+                raise ValueError(f"{count + 1} {self.topic} records do not fit in one producer batch")
             await self._send(builder, partition)
             builder, count = self.producer.create_batch(), 0
             if builder.append(key=key, value=value, timestamp=None) is None:

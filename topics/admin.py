@@ -104,6 +104,21 @@ async def preflight(
         raise TopicsNotCreated(f"contract topics not ready ({shown}): run `mailpulse topics create{flag}` first")
 
 
+async def topic_retention_ms(kafka: KafkaTarget, topic: str, *, timeout_s: float = 15.0) -> int | None:
+    """The topic's ``retention.ms`` as the broker applies it (-1: forever), None if it does not say."""
+    admin = await start_admin(kafka, timeout_s=timeout_s)
+    try:
+        for response in await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)]):
+            for _err, _msg, _type, _name, entries in response.resources:
+                for entry in entries:
+                    if entry[0] == "retention.ms" and entry[1] is not None:
+                        return int(entry[1])
+    finally:
+        with _quiet():
+            await admin.close()
+    return None
+
+
 @dataclass(frozen=True)
 class Drift:
     topic: str
