@@ -1,7 +1,8 @@
 """End-to-end throughput of the streams worker, side by side with a Quix Streams peer.
 
     .venv/bin/python bench/streams_bench.py [--events 300000] [--contacts N] [--seed 2026]
-        [--scale] [--no-restart] [--json PATH] [--bootstrap HOST:PORT [--broker-log-dir DIR]] [--no-peer]
+        [--scale] [--no-restart] [--api-rate 1000] [--api-seconds 15] [--json PATH]
+        [--bootstrap HOST:PORT [--broker-log-dir DIR]] [--no-peer]
 
 1. starts a throwaway local Kafka broker (or uses ``--bootstrap``), creates the
    contract topics under a fresh prefix;
@@ -18,7 +19,10 @@
 4. unless ``--no-restart``: starts it again on the same data_dir, then on an
    empty one (every table recovered from its changelog), each time measuring
    the seconds from process start until ``/readyz`` is 200 and the campaign
-   totals are exact;
+   totals are exact; after the restart on its data_dir, the query API is held at
+   ``--api-rate`` requests/s (open loop, bench/api_latency.py) for ``--api-seconds``
+   on campaign and contact keys of the generated events, and its latency
+   percentiles are reported;
 5. runs the peer (bench/peer_quix.py, Quix Streams in bench/.venv-peer, which
    this script creates on first use) on the same events, timed the same way;
 6. prints the figures and the ratio (``--json PATH``: also the result dict).
@@ -52,6 +56,7 @@ from aiokafka import AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.api_latency import hold_rate  # noqa: E402
 from bench.eventgen import DEFAULT_CHUNK_MESSAGES, EventStream  # noqa: E402
 from mailpulse.devkafka import LocalKafka, free_port  # noqa: E402
 from mailpulse.streams.reducers import COUNT_FIELDS, apply_events, campaign_key, contribution  # noqa: E402
@@ -77,6 +82,8 @@ SCALE_CONTACTS = 1_000_000
 #: Events per generated message, duplicates included (about 4.06 + 10 %).
 EVENTS_PER_MESSAGE = 4.3
 MB = 1024 * 1024
+#: Keys of each kind the API latency run requests (round robin), taken from the first chunk.
+API_KEYS = 500
 
 
 def ensure_peer_venv() -> Path:
@@ -99,6 +106,7 @@ async def publish(bootstrap: str, topics: list[str], stream: EventStream) -> dic
     await producer.start()
     generate_s = send_s = 0.0
     n = expected_sent = 0
+    keys: dict[str, set[str]] = {"campaigns": set(), "contacts": set()}
     try:
         chunks = iter(stream)
         while True:
@@ -109,6 +117,13 @@ async def publish(bootstrap: str, topics: list[str], stream: EventStream) -> dic
             # A copy of each value: orjson's own result keeps ~4 KB resident per record (its
             # buffer, shrunk in place), which made a 430k-event chunk cost 1.6 GB instead of 150 MB.
             records = [(e.key.encode(), bytes(memoryview(encode_event(e)))) for e in chunk]
+            for e in chunk:
+                if len(keys["contacts"]) >= API_KEYS:
+                    break
+                if e.campaign_id is not None:
+                    keys["campaigns"].add(f"{e.source}:{e.campaign_id}")
+                if e.contact_id is not None:
+                    keys["contacts"].add(f"{e.source}:{e.contact_id}")
             expected_sent += expected_totals(chunk)
             n += len(records)
             del chunk
@@ -130,6 +145,7 @@ async def publish(bootstrap: str, topics: list[str], stream: EventStream) -> dic
         "expected_sent": expected_sent,
         "generate_s": generate_s,
         "publish_s": send_s,
+        "api_paths": [f"/v1/{kind}/{key}" for kind in sorted(keys) for key in sorted(keys[kind])],
     }
 
 
@@ -244,9 +260,19 @@ def run_worker(bootstrap: str, prefix: str, n_events: int, expected_sent: int, w
 
 
 def time_to_ready(
-    bootstrap: str, prefix: str, expected_sent: int, workdir: Path, data_dir: Path, name: str, limit_s: float
+    bootstrap: str,
+    prefix: str,
+    expected_sent: int,
+    workdir: Path,
+    data_dir: Path,
+    name: str,
+    limit_s: float,
+    api_load: tuple[list[str], float, float] | None = None,
 ) -> dict:
-    """Start a worker on ``data_dir``; seconds from its start until /readyz is 200 and the totals are exact."""
+    """Start a worker on ``data_dir``; seconds from its start until /readyz is 200 and the totals are exact.
+
+    ``api_load`` (paths, rate, seconds): then hold the API at that rate and report its latency.
+    """
     config, port = write_worker_config(workdir, bootstrap, prefix, data_dir, name)
     log_path = workdir / f"{name}.log"
     url = f"http://127.0.0.1:{port}"
@@ -268,9 +294,16 @@ def time_to_ready(
         if ready_s is None:
             raise SystemExit(f"{name}: not ready with exact totals within {limit_s / 60:.0f} minutes; see {log_path}")
         rss = peak_rss_mb(proc.pid)
+        api = None
+        if api_load is not None:
+            paths, rate, seconds = api_load
+            api = asyncio.run(hold_rate(url, paths, rate, seconds))
     finally:
         clean = stop_worker(proc)
-    return {"seconds": round(ready_s, 2), "peak_rss_mb": round(rss), "clean_stop": clean}
+    out = {"seconds": round(ready_s, 2), "peak_rss_mb": round(rss), "clean_stop": clean}
+    if api is not None:
+        out["api"] = api
+    return out
 
 
 def tree_bytes(path: Path) -> int:
@@ -370,6 +403,13 @@ def parse_args() -> argparse.Namespace:
         help="with --bootstrap: the broker's log.dirs, to measure the changelogs' size (else not reported)",
     )
     ap.add_argument("--no-peer", action="store_true", help="skip the Quix Streams peer")
+    ap.add_argument(
+        "--api-rate",
+        type=float,
+        default=1000.0,
+        help="after the restart, hold the query API at this many requests/s (default 1000; 0: skip)",
+    )
+    ap.add_argument("--api-seconds", type=float, default=15.0, help="for this long (default 15)")
     return ap.parse_args()
 
 
@@ -465,8 +505,9 @@ async def main() -> int:
             limit_s = max(900.0, n / 2000)
             if not ours["clean_stop"]:
                 print("warning: the worker did not stop within 120 s of SIGTERM and was killed")
+            api_load = (pub["api_paths"], args.api_rate, args.api_seconds) if args.api_rate > 0 else None
             restart = await asyncio.to_thread(
-                time_to_ready, bootstrap, prefix, expected_sent, workdir, data_dir, "worker-restart", limit_s
+                time_to_ready, bootstrap, prefix, expected_sent, workdir, data_dir, "worker-restart", limit_s, api_load
             )
             shutil.rmtree(data_dir, ignore_errors=True)
             empty_dir = workdir / "worker-data-empty"
@@ -479,6 +520,13 @@ async def main() -> int:
                 f"(peak RSS {restart['peak_rss_mb']} MB), {empty['seconds']}s from an empty data_dir "
                 f"(recovery from the changelogs, peak RSS {empty['peak_rss_mb']} MB)"
             )
+            if "api" in restart:
+                a = restart["api"]
+                print(
+                    f"query API at {a['rate']:g} requests/s for {args.api_seconds:g}s (open loop, "
+                    f"{len(pub['api_paths'])} campaign and contact keys): p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms, "
+                    f"p99.9 {a['p999_ms']} ms, max {a['max_ms']} ms; achieved {a['achieved_rate']}/s; statuses {a['statuses']}"
+                )
         if peer_python is not None:
             peer = await asyncio.to_thread(
                 run_peer, peer_python, bootstrap, topic_name(EVENTS, peer_prefix), n, expected_sent, workdir
