@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from mailpulse.alerts import AlertSettings
 from mailpulse.connectors.providers import PROVIDERS
@@ -50,15 +50,20 @@ CONFIG_ENV = "MAILPULSE_CONFIG"
 BOOTSTRAP_ENV = "MAILPULSE_KAFKA_BOOTSTRAP"
 
 
+#: rocksdb_memory_mb must hold this many memtables: 2 x (3 tables + 1 spill) x 8 partitions.
+MEMTABLES_PER_BUDGET = 64
+
+
 class WorkerConfig(_Model):
     web_port: int = Field(default=6066, ge=1, le=65535)
     #: Host the query API binds to.
     web_host: str = "0.0.0.0"
     data_dir: Path = Path("./var/worker")
-    #: RocksDB block cache per table partition, in MiB (Faust's default is 2 GiB).
-    rocksdb_block_cache_mb: int = Field(default=8, ge=1)
-    #: RocksDB write buffer per table partition, in MiB.
-    rocksdb_write_buffer_mb: int = Field(default=4, ge=1)
+    #: All RocksDB memory of the worker, in MiB: one block cache shared by every table partition and
+    #: contact spill, memtables (at most half of it) and index/filter blocks charged to it.
+    rocksdb_memory_mb: int = Field(default=128, ge=8)
+    #: Size of one RocksDB memtable (write buffer), in MiB; at most rocksdb_memory_mb / 64.
+    rocksdb_write_buffer_mb: int = Field(default=2, ge=1)
     #: Host other workers use to reach this one's API (routing); default: web_host,
     #: or 127.0.0.1 when web_host is 0.0.0.0.
     advertised_host: str | None = None
@@ -89,6 +94,18 @@ class WorkerConfig(_Model):
     sealed_marker_ttl: Duration = timedelta(days=45)
     #: How often the owned partitions are scanned for messages to seal and markers to drop.
     seal_interval: Duration = Field(default=timedelta(minutes=10), gt=timedelta(0))
+
+    @field_validator("rocksdb_write_buffer_mb")
+    @classmethod
+    def _write_buffer_within_budget(cls, mb: int, info: ValidationInfo) -> int:
+        budget = info.data.get("rocksdb_memory_mb")
+        if budget is not None and mb * MEMTABLES_PER_BUDGET > budget:
+            # Each of up to 32 RocksDB instances keeps one memtable until it is written to again:
+            # they must fit in the half of the budget that memtables may take.
+            raise ValueError(
+                f"{mb} MiB is more than rocksdb_memory_mb / {MEMTABLES_PER_BUDGET} ({budget} MiB / {MEMTABLES_PER_BUDGET})"
+            )
+        return mb
 
     @field_validator("mailbox_providers")
     @classmethod

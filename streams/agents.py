@@ -71,6 +71,9 @@ BUNDLE_MAX = 500
 PARTIALS_PER_MERGE = 20_000
 #: Changed stage-2 keys whose merged value is kept for publish_stats; beyond, it reads the table.
 DIRTY_VALUES_MAX = 20_000
+#: publish_stats lets the event loop run (the query API, heartbeats) after this many answers:
+#: after an assignment every owned key is republished, a million contacts at scale.
+PUBLISH_SLICE = 500
 
 
 def _now_ms() -> int:
@@ -113,7 +116,7 @@ def view_for(s: Streams, partition: int) -> PartitionView:
                 w.contact_cache_size,
                 encode_aggregate,
                 decode_aggregate,
-                write_buffer_mb=w.rocksdb_write_buffer_mb,
+                options=s.memory.options if s.memory else None,
             )
         view = PartitionView(partition, epoch=_now_ms(), contacts=contacts)
         now = _now_ms()
@@ -479,7 +482,13 @@ async def publish_stats(s: Streams) -> None:
         items = list(dirty.items())
         dirty.clear()
         sender = BatchedSender(s.app, topic)
-        for key, (partition, value) in items:
+        generation = s.generation
+        for i, (key, (partition, value)) in enumerate(items):
+            if i and i % PUBLISH_SLICE == 0:
+                await asyncio.sleep(0)
+                if s.generation != generation:
+                    # Revoked meanwhile: whoever owns these keys now republishes them all (sync_views).
+                    break
             if value is None:
                 raw = store.get(partition, key)
                 if raw is None:
@@ -590,4 +599,5 @@ def install_agents(s: Streams) -> None:
         s.contact_rollups.clear()
         s.campaign_last_at.clear()
         s.views_ready = False
+        s.generation += 1
         s.metrics.ready.set(0)

@@ -28,9 +28,10 @@ import faust
 from mailpulse.config import Config
 from mailpulse.kafkaclient import faust_credentials
 from mailpulse.streams.aggregates import PartitionView
-from mailpulse.streams.faust_internals import patch_read_committed
+from mailpulse.streams.faust_internals import patch_read_committed, use_rocksdb_options
 from mailpulse.streams.mailbox import MailboxClassifier
 from mailpulse.streams.metrics import WorkerMetrics
+from mailpulse.streams.rocksdb_memory import MemoryBudget
 from mailpulse.streams.rollups import Rollup
 from mailpulse.streams.statemetrics import Freshness, StateCollector
 from mailpulse.streams.tables import PartitionStore
@@ -39,8 +40,6 @@ from mailpulse.topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS,
 __all__ = ["Streams", "app_id", "create_app", "ensure_internal_topics"]
 
 MIB = 1024 * 1024
-#: RocksDB max_write_buffer_number of every table partition (Faust's default is 3); part of the memory bound.
-WRITE_BUFFERS = 2
 
 
 def app_id(config: Config) -> str:
@@ -78,6 +77,8 @@ class Streams:
     dirty_contacts: dict[bytes, tuple[int, Any]] = field(default_factory=dict)
     #: Set once the first assignment has recovered and views are built.
     views_ready: bool = False
+    #: Counts revocations: work that yields to the event loop checks it has not changed meanwhile.
+    generation: int = 0
     #: Stage-2 totals by group (mailpulse.streams.rollups), per owned stage-2 partition.
     campaign_rollups: dict[int, Rollup] = field(default_factory=dict)
     contact_rollups: dict[int, Rollup] = field(default_factory=dict)
@@ -87,6 +88,8 @@ class Streams:
     freshness: Freshness = field(default_factory=Freshness)
     #: Held by stage 1 for a whole batch, and by sealing while it reads and deletes message states.
     stage1_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: The one RocksDB memory budget of the tables and the contact spills.
+    memory: MemoryBudget | None = None
 
     @property
     def tables(self) -> dict[str, Any]:
@@ -107,20 +110,8 @@ class Streams:
         )
 
 
-def rocksdb_options(config: Config) -> dict[str, int]:
-    """The RocksDB options of every state table partition (the memory bound of docs/streams.md)."""
-    w = config.worker
-    return {
-        "block_cache_size": w.rocksdb_block_cache_mb * MIB,
-        "block_cache_compressed_size": 0,
-        "write_buffer_size": w.rocksdb_write_buffer_mb * MIB,
-        "max_write_buffer_number": WRITE_BUFFERS,
-        "max_open_files": 256,
-    }
-
-
-def _raw_table(app: faust.App, name: str, help_: str, config: Config) -> Any:
-    return app.Table(
+def _raw_table(app: faust.App, name: str, help_: str, memory: MemoryBudget) -> Any:
+    table = app.Table(
         name,
         # bytes key and value types make Faust use the "raw" codec for the
         # changelog too (tables/base.py _serializer_from_type); a schema alone
@@ -129,11 +120,10 @@ def _raw_table(app: faust.App, name: str, help_: str, config: Config) -> Any:
         value_type=bytes,
         partitions=EVENTS.partitions,
         help=help_,
-        # RocksDB options are a table's, not the app's: Faust ignores an App(rocksdb_options=...)
-        # and opens every partition with its defaults (64 MiB write buffers, a 2 GiB block cache).
-        # A new dict per table: Faust's store pops keys out of the mapping it is given.
-        options=rocksdb_options(config),
     )
+    # Faust would open every partition with its own 2 GiB block cache and 64 MiB write buffers.
+    use_rocksdb_options(table, memory.options)
+    return table
 
 
 def create_app(config: Config) -> Streams:
@@ -179,6 +169,7 @@ def create_app(config: Config) -> Streams:
         Monitor="mailpulse.streams.sensors:QuietMonitor",
     )
     patch_read_committed(app)
+    memory = MemoryBudget(w.rocksdb_memory_mb, w.rocksdb_write_buffer_mb)
     internal = f"{app_id(config)}."
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     streams = Streams(
@@ -205,25 +196,21 @@ def create_app(config: Config) -> Streams:
         ),
         contacts_topic=app.topic(topic_name(CONTACTS, prefix), **raw),
         messages=PartitionStore(
-            app, _raw_table(app, "messages", "Per-message state, keyed {source}:{message_id}.", config)
+            app, _raw_table(app, "messages", "Per-message state, keyed {source}:{message_id}.", memory)
         ),
-        campaign_table=PartitionStore(app, _raw_table(app, "campaigns", "Per-campaign partials and metadata.", config)),
-        contact_table=PartitionStore(app, _raw_table(app, "contacts", "Per-contact partials.", config)),
+        campaign_table=PartitionStore(app, _raw_table(app, "campaigns", "Per-campaign partials and metadata.", memory)),
+        contact_table=PartitionStore(app, _raw_table(app, "contacts", "Per-contact partials.", memory)),
         events_name=topic_name(EVENTS, prefix),
         dlq_name=topic_name(DLQ, prefix),
         campaign_stats_name=topic_name(CAMPAIGN_STATS, prefix),
         contact_stats_name=topic_name(CONTACT_STATS, prefix),
         classifier=MailboxClassifier(w.mailbox_providers),
+        memory=memory,
     )
+    streams.metrics.rocksdb_memory.set_function(memory.usage)
+    streams.metrics.rocksdb_memory_limit.set(memory.capacity)
     streams.metrics.registry.register(StateCollector(streams))
     return streams
-
-
-def memory_bound_mb(config: Config, tables: int = 3) -> int:
-    """Upper bound of RocksDB memory of a worker owning every partition (see docs/streams.md)."""
-    w = config.worker
-    per_db = w.rocksdb_block_cache_mb + w.rocksdb_write_buffer_mb * WRITE_BUFFERS
-    return tables * EVENTS.partitions * per_db
 
 
 async def ensure_internal_topics(streams: Streams, timeout_s: float = 30.0) -> list[str]:

@@ -39,6 +39,7 @@ from typing import Any
 import aiokafka
 import faust
 from aiokafka.errors import IllegalStateError
+from faust.stores.rocksdb import RocksDBOptions
 from faust.transport import consumer as _faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -65,6 +66,7 @@ __all__ = [
     "read_offset",
     "record_changelog_failure",
     "store_db",
+    "use_rocksdb_options",
     "store_holds_partition",
 ]
 
@@ -153,6 +155,11 @@ NEEDS: tuple[Need, ...] = (
     Need("faust.stores.rocksdb:Store", "_db_for_partition", ("self", "partition")),
     Need("faust.stores.rocksdb:Store", "_dbs"),
     Need("faust.stores.rocksdb:Store", "set_persisted_offset", ("self", "tp", "offset")),
+    # One RocksDB memory budget for every table partition (streams/rocksdb_memory.py): the store
+    # opens each partition with its rocksdb_options.as_options().
+    Need("faust.stores.rocksdb:Store", "rocksdb_options"),
+    Need("faust.stores.rocksdb:RocksDBOptions", "as_options", ("self",)),
+    Need("faust.stores.rocksdb:RocksDBOptions", "open", ("self", "path", "read_only")),
     # The query API's routing: which worker owns a partition.
     Need("faust.assignor.partition_assignor:PartitionAssignor", "_tps_url"),
     # Progress gauges: the labels a gauge holds.
@@ -237,6 +244,30 @@ def read_offset(consumer: Any, tp: TP) -> int | None:
 def store_db(store: Any, partition: int) -> Any:
     """The ``rocksdict.Rdict`` of one partition of a Faust RocksDB store (opened if need be)."""
     return store._db_for_partition(partition)
+
+
+class _OptionsFrom(RocksDBOptions):
+    """Faust's RocksDB options of a table, built by a callable (one shared memory budget)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        super().__init__(use_rocksdict=True)
+        self._build = build
+
+    def as_options(self) -> Any:
+        return self._build()
+
+
+def use_rocksdb_options(table: Any, build: Callable[[], Any]) -> None:
+    """Open every partition of ``table`` with the ``rocksdict.Options`` that ``build()`` returns.
+
+    Faust builds each partition's options from numbers (its own cache per
+    partition); a shared cache and write-buffer manager need the objects.
+    Call before the table opens a partition.
+    """
+    store = table.data
+    if store._dbs:
+        raise RuntimeError(f"table {table.name} already opened partitions {sorted(store._dbs)}")
+    store.rocksdb_options = _OptionsFrom(build)
 
 
 def store_holds_partition(store: Any, partition: int) -> bool:

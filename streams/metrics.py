@@ -76,6 +76,16 @@ class WorkerMetrics:
             "mailpulse_stream_partitions", "Events partitions this worker owns and has a view of.", registry=r
         )
         self.ready = Gauge("mailpulse_stream_ready", "1 once tables have recovered and views are built.", registry=r)
+        self.rocksdb_memory = Gauge(
+            "mailpulse_stream_rocksdb_memory_bytes",
+            "Bytes held in the worker's shared RocksDB block cache, memtables and index/filter blocks included.",
+            registry=r,
+        )
+        self.rocksdb_memory_limit = Gauge(
+            "mailpulse_stream_rocksdb_memory_limit_bytes",
+            "The RocksDB memory budget (worker.rocksdb_memory_mb); RocksDB may exceed it briefly while flushing.",
+            registry=r,
+        )
         self.rebuilds = Counter(
             "mailpulse_stream_view_rebuilds_total", "Partition views rebuilt from the message table.", registry=r
         )

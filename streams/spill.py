@@ -25,10 +25,11 @@ from typing import Generic, TypeVar
 
 import rocksdict
 
+from mailpulse.streams.rocksdb_memory import MemoryBudget
+
 __all__ = ["SpillingDict"]
 
 V = TypeVar("V")
-_MIB = 1024 * 1024
 
 
 class SpillingDict(Generic[V]):
@@ -41,7 +42,7 @@ class SpillingDict(Generic[V]):
         encode: Callable[[V], bytes],
         decode: Callable[[bytes], V],
         *,
-        write_buffer_mb: int = 4,
+        options: Callable[[], rocksdict.Options] | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -49,7 +50,8 @@ class SpillingDict(Generic[V]):
         self.capacity = capacity
         self._encode = encode
         self._decode = decode
-        self._write_buffer_mb = write_buffer_mb
+        #: The worker's shared budget (streams/rocksdb_memory.py); alone, a small one of its own.
+        self._options = options or MemoryBudget(16, 4).options
         self._resident: OrderedDict[str, V] = OrderedDict()
         # Every key is either resident or in the spill, never both (a value read back is deleted
         # from the spill), so the spill needs no in-memory key set (which would grow with the keys).
@@ -60,14 +62,7 @@ class SpillingDict(Generic[V]):
 
     def _open(self) -> rocksdict.Rdict:
         shutil.rmtree(self.path, ignore_errors=True)
-        options = rocksdict.Options(raw_mode=True)
-        options.create_if_missing(True)
-        options.set_write_buffer_size(self._write_buffer_mb * _MIB)
-        options.set_max_write_buffer_number(2)
-        table = rocksdict.BlockBasedOptions()
-        table.set_bloom_filter(10, False)  # most misses are new keys: answered without reading a block
-        table.set_block_cache(rocksdict.Cache(self._write_buffer_mb * _MIB))
-        options.set_block_based_table_factory(table)
+        options = self._options()
         db = rocksdict.Rdict(str(self.path), options=options)
         write_options = rocksdict.WriteOptions()
         write_options.disable_wal = True  # disposable: rebuilt from the message table on assignment

@@ -93,6 +93,16 @@ def test_unknown_key_is_named(write):
     assert "kafka.bootstrap: unknown key" in message
 
 
+def test_a_memtable_too_big_for_the_rocksdb_budget_names_the_key(write):
+    message = _error(
+        write("kafka: {bootstrap_servers: 'h:1'}\nworker: {rocksdb_memory_mb: 128, rocksdb_write_buffer_mb: 4}\n")
+    )
+    assert "worker.rocksdb_write_buffer_mb" in message and "rocksdb_memory_mb / 64" in message
+    # The retired per-partition key is named, not silently ignored.
+    message = _error(write("kafka: {bootstrap_servers: 'h:1'}\nworker: {rocksdb_block_cache_mb: 8}\n"))
+    assert "worker.rocksdb_block_cache_mb: unknown key" in message
+
+
 def test_unknown_key_inside_a_source_is_named(write):
     message = _error(write(SMARTCQ + "    apikey: oops\n"), {"SMARTCQ_KEY": "k"})
     assert "sources[0].apikey: unknown key" in message

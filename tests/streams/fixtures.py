@@ -26,7 +26,7 @@ TEST_WORKER = {
     "heartbeat_interval": "1s",
     "rebalance_timeout": "10s",
     "publish_interval": "200ms",
-    "rocksdb_block_cache_mb": 2,
+    "rocksdb_memory_mb": 64,
     "rocksdb_write_buffer_mb": 1,
     # A handful of contacts in memory per partition, the rest spilled to disk: every integration
     # test then proves the answers exact with contacts going out to the spill and back.

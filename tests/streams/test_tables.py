@@ -67,13 +67,14 @@ def _rocksdb_options_file(db_dir: Path) -> dict[str, str]:
 
 
 def test_every_state_table_opens_its_rocksdb_with_the_configured_memory_options(tmp_path: Path) -> None:
-    # Faust ignores an App-level rocksdb_options: the tables themselves must carry them, or every
-    # partition opens with Faust's defaults (64 MiB write buffers x 3, a 2 GiB block cache).
+    # Faust ignores an App-level rocksdb_options and would open each partition with its own
+    # 2 GiB block cache and 64 MiB x 3 write buffers: the tables must carry the shared budget.
     from mailpulse.config import Config
-    from mailpulse.streams.app import WRITE_BUFFERS, create_app
+    from mailpulse.streams.app import create_app
     from mailpulse.streams.faust_internals import store_db
+    from mailpulse.streams.rocksdb_memory import WRITE_BUFFERS
 
-    worker = {"data_dir": str(tmp_path), "rocksdb_write_buffer_mb": 3, "rocksdb_block_cache_mb": 5}
+    worker = {"data_dir": str(tmp_path), "rocksdb_write_buffer_mb": 3, "rocksdb_memory_mb": 192}
     streams = create_app(Config.model_validate({"kafka": {"bootstrap_servers": "127.0.0.1:9"}, "worker": worker}))
     for table in (streams.messages, streams.campaign_table, streams.contact_table):
         store = table.table.data
@@ -82,5 +83,45 @@ def test_every_state_table_opens_its_rocksdb_with_the_configured_memory_options(
         assert recorded["write_buffer_size"] == str(3 * 1024 * 1024)
         assert recorded["max_write_buffer_number"] == str(WRITE_BUFFERS)
         assert recorded["max_open_files"] == "256"
-        # RocksDB does not record the block cache's capacity; the options Faust opens it with do.
-        assert store.rocksdb_options.block_cache_size == 5 * 1024 * 1024
+        assert recorded["cache_index_and_filter_blocks"] == "true"
+    assert streams.memory is not None and streams.memory.capacity == 192 * 1024 * 1024
+
+
+def test_rocksdb_memory_of_every_table_partition_stays_within_one_budget(tmp_path: Path) -> None:
+    # 24 partitions written round robin, as the worker writes them: alone, each would keep two
+    # memtables (48 MiB) and its own cache; under the shared budget, memtables and cached
+    # blocks together stay within rocksdb_memory_mb.
+    import os
+
+    from mailpulse.config import Config
+    from mailpulse.streams.app import create_app
+    from mailpulse.streams.faust_internals import store_db
+
+    budget_mb = 64
+    worker = {"data_dir": str(tmp_path), "rocksdb_write_buffer_mb": 1, "rocksdb_memory_mb": budget_mb}
+    streams = create_app(Config.model_validate({"kafka": {"bootstrap_servers": "127.0.0.1:9"}, "worker": worker}))
+    memory = streams.memory
+    assert memory is not None
+    dbs = [
+        store_db(t.table.data, p)
+        for t in (streams.messages, streams.campaign_table, streams.contact_table)
+        for p in range(8)
+    ]
+    value = os.urandom(1000)
+    rounds = 4000  # 96 MB in all
+    peak = 0
+    for i in range(rounds):
+        for db in dbs:
+            db.put(b"%08d" % i, value)
+        if i % 50 == 0:
+            for db in dbs:  # reads go through the same cache
+                assert db.get(b"%08d" % (i // 2)) == value
+            peak = max(peak, memory.usage())
+    assert rounds * len(dbs) * len(value) > memory.capacity
+    assert memory.usage() > 0
+    assert peak <= memory.capacity, f"peak {peak / 2**20:.1f} MiB against a {budget_mb} MiB budget"
+    scrape = streams.metrics.render(
+        ["mailpulse_stream_rocksdb_memory_bytes", "mailpulse_stream_rocksdb_memory_limit_bytes"]
+    )
+    assert b"mailpulse_stream_rocksdb_memory_limit_bytes 6.7108864e+07" in scrape
+    assert b"mailpulse_stream_rocksdb_memory_bytes " in scrape
