@@ -167,6 +167,10 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+#: ``--worker KEY=VALUE`` settings, added to every worker's ``worker:`` config.
+WORKER_SETTINGS: dict = {}
+
+
 def write_worker_config(workdir: Path, bootstrap: str, prefix: str, data_dir: Path, name: str) -> tuple[Path, int]:
     port = free_port()
     config = workdir / f"{name}.yaml"
@@ -174,7 +178,7 @@ def write_worker_config(workdir: Path, bootstrap: str, prefix: str, data_dir: Pa
         yaml.safe_dump(
             {
                 "kafka": {"bootstrap_servers": bootstrap, "topic_prefix": prefix, "replication_factor": 1},
-                "worker": {"web_port": port, "web_host": "127.0.0.1", "data_dir": str(data_dir)},
+                "worker": {"web_port": port, "web_host": "127.0.0.1", "data_dir": str(data_dir), **WORKER_SETTINGS},
             }
         )
     )
@@ -410,7 +414,20 @@ def parse_args() -> argparse.Namespace:
         help="after the restart, hold the query API at this many requests/s (default 1000; 0: skip)",
     )
     ap.add_argument("--api-seconds", type=float, default=15.0, help="for this long (default 15)")
-    return ap.parse_args()
+    ap.add_argument(
+        "--worker",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a worker: setting for every worker the bench starts (YAML value), e.g. contact_cache_size=5000",
+    )
+    args = ap.parse_args()
+    for item in args.worker:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            ap.error(f"--worker {item!r}: expected KEY=VALUE")
+        WORKER_SETTINGS[key] = yaml.safe_load(value)
+    return args
 
 
 def per_message(total: int | None, messages: int) -> float | None:

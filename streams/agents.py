@@ -43,6 +43,7 @@ from mailpulse.streams.aggregates import (
 from mailpulse.streams.app import Streams
 from mailpulse.streams.decode import decode_record
 from mailpulse.streams.faust_internals import bulk_agent
+from mailpulse.streams.pacing import Pacer
 from mailpulse.streams.query import campaign_answer, contact_answer
 from mailpulse.streams.reducers import Fact, MessageState, decode_state, encode_state, merge_facts
 from mailpulse.streams.rollups import Rollup, campaign_group, contact_group
@@ -71,9 +72,8 @@ BUNDLE_MAX = 500
 PARTIALS_PER_MERGE = 20_000
 #: Changed stage-2 keys whose merged value is kept for publish_stats; beyond, it reads the table.
 DIRTY_VALUES_MAX = 20_000
-#: publish_stats lets the event loop run (the query API, heartbeats) after this many answers:
-#: after an assignment every owned key is republished, a million contacts at scale.
-PUBLISH_SLICE = 500
+#: Contacts one view turns into partials between two checks of the pacer (streams/pacing.py).
+TAKE_SLICE = 500
 
 
 def _now_ms() -> int:
@@ -150,9 +150,14 @@ async def process_events(s: Streams, records: list[Any]) -> None:
 
 async def _process_events(s: Streams, records: list[Any]) -> None:
     started = time.perf_counter()
+    # Pausing anywhere here is safe: stage 1 is held (s.stage1_lock), a rebalance waits for
+    # the batch to be acked, and a state is cached only once the table holds it.
+    pacer = Pacer()
     by_partition: dict[int, dict[bytes, list[Fact]]] = defaultdict(lambda: defaultdict(list))
     dead: list[tuple[bytes, bytes]] = []
     for msg in records:
+        if pacer.due():
+            await pacer.pause()
         value = msg.value
         if value is None:
             dead.append(_dead_letter(msg.key, None, "invalid event: $: null value (tombstone) on the events topic"))
@@ -186,6 +191,8 @@ async def _process_events(s: Streams, records: list[Any]) -> None:
         writes: list[tuple[bytes, bytes]] = []
         changed: list[tuple[bytes, MessageState]] = []
         for key, facts in messages.items():
+            if pacer.due():
+                await pacer.pause()
             old = cached(key)
             if old is None:
                 raw = get(partition, key)
@@ -230,26 +237,63 @@ async def publish_partials(s: Streams) -> None:
     """Send every changed partial aggregate (absolute values) to the partials topics.
 
     Partials are bundled: one record per (source partition, target partition)
-    carries every changed key that lives in the target partition, so stage 2
-    pays Faust's per-record cost once per bundle, not once per key.
+    carries up to ``BUNDLE_MAX`` changed keys that live in the target partition,
+    so stage 2 pays Faust's per-record cost once per bundle, not once per key.
+    A view's partials are made ``TAKE_SLICE`` contacts at a time, pausing for
+    the loop between slices; a rebalance meanwhile ends the pass (whoever owns
+    a partition next republishes all of it, see sync_views).
     """
-    send = s.app.producer.send
+    pacer = Pacer()
+    generation = s.generation
     now = _now_ms()
     for view in list(s.views.values()):
+        if s.generation != generation:
+            return
         view.expire(now)
-        campaigns, contacts = view.take_dirty(CONTACTS_PER_PUBLISH)
-        for topic, items, kind in (
-            (s.campaign_partials.get_topic_name(), campaigns, "campaign"),
-            (s.contact_partials.get_topic_name(), contacts, "contact"),
-        ):
-            bundles: dict[int, list[tuple[str, Partial]]] = defaultdict(list)
-            for key, partial in items:
-                bundles[partition_of(key.encode())].append((key, partial))
-            for target, bundle in bundles.items():
-                for i in range(0, len(bundle), BUNDLE_MAX):
-                    chunk = bundle[i : i + BUNDLE_MAX]
-                    await send(topic, b"p%d" % view.partition, encode_bundle(chunk), target, None, None)
-            s.metrics.partials.labels(kind).inc(len(items))
+        bundles = _Bundles(s, view.partition)
+        budget = CONTACTS_PER_PUBLISH
+        while True:
+            limit = min(TAKE_SLICE, budget)
+            campaigns, contacts = view.take_dirty(limit)
+            budget -= limit
+            await bundles.add("campaign", campaigns)
+            await bundles.add("contact", contacts)
+            if budget <= 0 or not view.dirty_contacts:
+                break
+            if pacer.due():
+                await pacer.pause()
+                if s.generation != generation:
+                    return
+        await bundles.flush()
+
+
+class _Bundles:
+    """The partials of one view on their way to the partials topics, a bundle per target partition."""
+
+    def __init__(self, s: Streams, partition: int) -> None:
+        self.send = s.app.producer.send
+        self.source = b"p%d" % partition
+        self.topics = {"campaign": s.campaign_partials.get_topic_name(), "contact": s.contact_partials.get_topic_name()}
+        self.counter = s.metrics.partials
+        self.open: dict[tuple[str, int], list[tuple[str, Partial]]] = defaultdict(list)
+
+    async def add(self, kind: str, items: list[tuple[str, Partial]]) -> None:
+        for key, partial in items:
+            target = partition_of(key.encode())
+            bundle = self.open[kind, target]
+            bundle.append((key, partial))
+            if len(bundle) >= BUNDLE_MAX:
+                del self.open[kind, target]
+                await self._send(kind, target, bundle)
+
+    async def flush(self) -> None:
+        for (kind, target), bundle in list(self.open.items()):
+            await self._send(kind, target, bundle)
+        self.open.clear()
+
+    async def _send(self, kind: str, target: int, bundle: list[tuple[str, Partial]]) -> None:
+        await self.send(self.topics[kind], self.source, encode_bundle(bundle), target, None, None)
+        self.counter.labels(kind).inc(len(bundle))
 
 
 #: Message states one sealing step reads while holding stage 1 (then events get their turn).
@@ -276,6 +320,7 @@ async def seal_expired(s: Streams) -> None:
     horizon = _ms(w.message_horizon)
     if horizon <= 0:
         return
+    pacer = Pacer()
     for partition in sorted(s.views):
         view = s.views.get(partition)
         if view is None:
@@ -291,6 +336,8 @@ async def seal_expired(s: Streams) -> None:
                 cursor = batch[-1][0] + b"\x00" if len(batch) == SEAL_SCAN else None
                 due = []
                 for key, raw in batch:
+                    if pacer.due():
+                        await pacer.pause()  # stage 1 stays held: the states read cannot change
                     state = decode_state(raw)
                     if last_fact_ms(state) < now - horizon:
                         due.append((key, state))
@@ -399,7 +446,10 @@ async def process_partials(s: Streams, records: list[Any], *, kind: str) -> None
     # partition -> key -> [("meta", value) | ("partial", partial)], in log order
     grouped: dict[int, dict[bytes, list[tuple[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     consumed = pending = stale = 0
+    pacer = Pacer()
     for msg in records:
+        if pacer.due():
+            await pacer.pause()
         try:
             if msg.topic == meta_topic:
                 if msg.key is not None:
@@ -431,11 +481,17 @@ async def _merge_grouped(s: Streams, grouped: dict[int, dict[bytes, list[tuple[s
     dirty = s.dirty_campaigns if kind == "campaign" else s.dirty_contacts
     now = _now_ms()
     stale = 0
+    pacer = Pacer()
     for partition, keys in grouped.items():
         writes: list[tuple[bytes, bytes]] = []
+        #: Keys whose answer changed, marked for publish_stats only once the table holds them: a
+        #: publish_stats run during a pause would otherwise read (and publish) the old value.
+        changed: list[tuple[bytes, Any]] = []
         rollup = rollup_for(s, kind, partition)
         last_at = s.campaign_last_at.get(partition) if kind == "campaign" else None
         for key, items in keys.items():
+            if pacer.due():
+                await pacer.pause()
             raw = store.get(partition, key)
             value = decode_value(raw)
             new = value
@@ -463,9 +519,11 @@ async def _merge_grouped(s: Streams, grouped: dict[int, dict[bytes, list[tuple[s
                 if last_at is not None:
                     _note_last_at(last_at, key, new)
                 if answer_changed:
-                    # The merged value spares publish_stats a table read, up to a bound (memory).
-                    dirty[key] = (partition, new if len(dirty) < DIRTY_VALUES_MAX else None)
+                    changed.append((key, new))
         await store.put_many(partition, writes)
+        for key, new in changed:
+            # The merged value spares publish_stats a table read, up to a bound (memory).
+            dirty[key] = (partition, new if len(dirty) < DIRTY_VALUES_MAX else None)
         s.metrics.state_writes.labels(kind + "s").inc(len(writes))
     return stale
 
@@ -483,9 +541,10 @@ async def publish_stats(s: Streams) -> None:
         dirty.clear()
         sender = BatchedSender(s.app, topic)
         generation = s.generation
-        for i, (key, (partition, value)) in enumerate(items):
-            if i and i % PUBLISH_SLICE == 0:
-                await asyncio.sleep(0)
+        pacer = Pacer()
+        for key, (partition, value) in items:
+            if pacer.due():
+                await pacer.pause()
                 if s.generation != generation:
                     # Revoked meanwhile: whoever owns these keys now republishes them all (sync_views).
                     break

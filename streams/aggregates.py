@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import islice
 from typing import Any, TypedDict
 
 import orjson
@@ -462,8 +461,8 @@ class PartitionView:
             if limit is None or len(dirty) <= limit:
                 keys, remaining = list(dirty), set()
             else:
-                keys = list(islice(dirty, limit))
-                remaining = dirty.difference(keys)
+                # Popped, not copied: a view with 200,000 changed contacts is taken a slice at a time.
+                keys, remaining = [dirty.pop() for _ in range(limit)], dirty
             for key in keys:
                 agg = table.get(key)
                 if agg is None:
