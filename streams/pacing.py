@@ -34,7 +34,7 @@ class Pacer:
     def __init__(self, slice_s: float = SLICE_SECONDS) -> None:
         self._slice_s = slice_s
         self._deadline = perf_counter() + slice_s
-        #: Pauses taken so far (tests and benchmarks read it).
+        #: Pauses taken so far (the tests read it).
         self.pauses = 0
 
     def due(self) -> bool:
