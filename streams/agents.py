@@ -19,11 +19,11 @@ import gc
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -66,6 +66,7 @@ from mailpulse.topics.records import DeadLetter, encode_record
 __all__ = ["install_agents", "process_events", "process_partials", "sync_views"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 #: Partials per bundle record (keeps records well under the broker's 1 MiB limit).
 BUNDLE_MAX = 500
 #: Stage 2 decodes and merges at most about this many partials at a time (memory, see process_partials).
@@ -74,6 +75,10 @@ PARTIALS_PER_MERGE = 20_000
 DIRTY_VALUES_MAX = 20_000
 #: Contacts one view turns into partials between two checks of the pacer (streams/pacing.py).
 TAKE_SLICE = 500
+#: After an assignment, stage-2 keys whose answer one publish tick sends again (per kind), and how
+#: many it reads from the table at once.
+REPUBLISH_PER_TICK = 20_000
+REPUBLISH_SLICE = 500
 
 
 def _now_ms() -> int:
@@ -411,13 +416,17 @@ def rollup_for(s: Streams, kind: str, partition: int) -> Rollup:
             rollup = Rollup(contact_group(s.classifier.classify), CONTACT_HOURLY_RETENTION_MS)
         store = s.campaign_table if kind == "campaign" else s.contact_table
         last_at: dict[bytes, int] = {}
-        items = []
-        for key, raw in store.items(partition):
-            value = decode_value(raw)
-            items.append((key.decode(), value))
-            if kind == "campaign":
-                _note_last_at(last_at, key, value)
-        rollup.rebuild(items, _now_ms())
+
+        def items() -> Any:
+            # One key at a time: a partition's contacts decoded at once would cost memory in
+            # proportion to them (a rollup keeps only the sums).
+            for key, raw in store.items(partition):
+                value = decode_value(raw)
+                if kind == "campaign":
+                    _note_last_at(last_at, key, value)
+                yield key.decode(), value
+
+        rollup.rebuild(items(), _now_ms())
         rollups[partition] = rollup
         if kind == "campaign":
             s.campaign_last_at[partition] = last_at
@@ -528,39 +537,95 @@ async def _merge_grouped(s: Streams, grouped: dict[int, dict[bytes, list[tuple[s
     return stale
 
 
+def take_slice(items: Iterator[tuple[bytes, T]], size: int) -> tuple[list[tuple[bytes, T]], bytes | None]:
+    """The first ``size`` of ``items`` (key order), and the key to go on from (None: no more)."""
+    batch = list(islice(items, size + 1))
+    if len(batch) > size:
+        return batch[:size], batch[size][0]
+    return batch, None
+
+
 async def publish_stats(s: Streams) -> None:
-    """Publish the answer of every changed campaign and contact to the stats topics."""
+    """Publish the answer of every changed campaign and contact to the stats topics.
+
+    Then go on with the republication of the owned stage-2 partitions after an assignment, at most
+    ``REPUBLISH_PER_TICK`` keys of each kind per call, so it never holds (or sends) them all at once.
+    """
     now = _now_ms()
-    for dirty, store, topic, answer, kind in (
-        (s.dirty_campaigns, s.campaign_table, s.campaign_stats_name, campaign_answer, "campaign"),
-        (s.dirty_contacts, s.contact_table, s.contact_stats_name, contact_answer, "contact"),
-    ):
-        if not dirty:
-            continue
-        items = list(dirty.items())
-        dirty.clear()
-        sender = BatchedSender(s.app, topic)
-        generation = s.generation
-        pacer = Pacer()
-        for key, (partition, value) in items:
-            if pacer.due():
-                await pacer.pause()
-                if s.generation != generation:
-                    # Revoked meanwhile: whoever owns these keys now republishes them all (sync_views).
-                    break
-            if value is None:
-                raw = store.get(partition, key)
-                if raw is None:
-                    continue
-                value = decode_value(raw)
-            body = answer(key.decode(), value, now)
-            # An aggregate whose messages all moved away is deleted (a compaction tombstone).
-            # A stage-2 key lives in partition partition_of(key) of its table, and the
-            # stats topics have as many partitions (a test holds the contracts to it),
-            # so the record goes where the default partitioner would put it, unhashed.
-            await sender.add(partition, key, None if body is None else orjson.dumps(body))
-        await sender.flush()
-        s.metrics.stats.labels(kind).inc(sender.sent)
+    await _publish_answers(
+        s,
+        s.dirty_campaigns,
+        s.republish_campaigns,
+        s.campaign_table,
+        s.campaign_stats_name,
+        campaign_answer,
+        now,
+        "campaign",
+    )
+    await _publish_answers(
+        s, s.dirty_contacts, s.republish_contacts, s.contact_table, s.contact_stats_name, contact_answer, now, "contact"
+    )
+
+
+async def _publish_answers(
+    s: Streams,
+    dirty: dict[bytes, tuple[int, Any]],
+    republish: dict[int, bytes],
+    store: Any,
+    topic: str,
+    answer: Any,
+    now: int,
+    kind: str,
+) -> None:
+    if not dirty and not republish:
+        return
+    items = list(dirty.items())
+    dirty.clear()
+    sender = BatchedSender(s.app, topic)
+    generation = s.generation
+    pacer = Pacer()
+
+    async def publish(key: bytes, partition: int, value: Any) -> bool:
+        """Send one key's answer; False once a revocation started meanwhile."""
+        if pacer.due():
+            await pacer.pause()
+            if s.generation != generation:
+                # Revoked meanwhile: whoever owns these keys now republishes them all (sync_views).
+                return False
+        body = answer(key.decode(), value, now)
+        # An aggregate whose messages all moved away is deleted (a compaction tombstone).
+        # A stage-2 key lives in partition partition_of(key) of its table, and the
+        # stats topics have as many partitions (a test holds the contracts to it),
+        # so the record goes where the default partitioner would put it, unhashed.
+        await sender.add(partition, key, None if body is None else orjson.dumps(body))
+        return True
+
+    revoked = False
+    for key, (partition, value) in items:
+        if value is None:
+            raw = store.get(partition, key)
+            if raw is None:
+                continue
+            value = decode_value(raw)
+        if not await publish(key, partition, value):
+            revoked = True
+            break
+    budget = REPUBLISH_PER_TICK
+    while republish and budget > 0 and not revoked:
+        partition = min(republish)
+        # A slice read at once: the table is not iterated across a pause (a revocation may close it).
+        batch, resume = take_slice(store.items(partition, start=republish[partition]), min(REPUBLISH_SLICE, budget))
+        if resume is None:
+            del republish[partition]
+        else:
+            republish[partition] = resume
+        budget -= len(batch)
+        for key, raw in batch:
+            if not await publish(key, partition, decode_value(raw)):
+                revoked = True
+                break
+    await sender.flush()
+    s.metrics.stats.labels(kind).inc(sender.sent)
 
 
 def sync_views(s: Streams) -> None:
@@ -573,15 +638,15 @@ def sync_views(s: Streams) -> None:
     for partition in sorted(owned):
         view_for(s, partition)
     # Republish the stats of every stage-2 key this worker now owns (a crashed
-    # owner may have died before publishing its last changes).
-    for store, dirty, topic in (
-        (s.campaign_table, s.dirty_campaigns, s.campaign_partials.get_topic_name()),
-        (s.contact_table, s.dirty_contacts, s.contact_partials.get_topic_name()),
+    # owner may have died before publishing its last changes): publish_stats
+    # walks each partition's table from its first key.
+    for dirty, republish, topic in (
+        (s.dirty_campaigns, s.republish_campaigns, s.campaign_partials.get_topic_name()),
+        (s.dirty_contacts, s.republish_contacts, s.contact_partials.get_topic_name()),
     ):
         stage2 = {tp.partition for tp in assignment if tp.topic == topic}
-        for partition in stage2:
-            for key, _ in store.items(partition):
-                dirty[key] = (partition, None)
+        republish.clear()
+        republish.update(dict.fromkeys(stage2, b""))
         for key in [k for k, (p, _) in dirty.items() if p not in stage2]:
             del dirty[key]
     # Stage-2 totals: dropped for partitions given up (their series go with them), built for new ones.
@@ -657,6 +722,8 @@ def install_agents(s: Streams) -> None:
         s.campaign_rollups.clear()
         s.contact_rollups.clear()
         s.campaign_last_at.clear()
+        s.republish_campaigns.clear()
+        s.republish_contacts.clear()
         s.views_ready = False
         s.generation += 1
         s.metrics.ready.set(0)

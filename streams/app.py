@@ -75,6 +75,12 @@ class Streams:
     #: value, or None to read it from the table). Holding the value spares a table read and a decode.
     dirty_campaigns: dict[bytes, tuple[int, Any]] = field(default_factory=dict)
     dirty_contacts: dict[bytes, tuple[int, Any]] = field(default_factory=dict)
+    #: Owned stage-2 partitions whose every key's answer is still to be published again after an
+    #: assignment (a crashed owner may have died before publishing its last changes): partition ->
+    #: the key to go on from. publish_stats walks the table from there a slice at a time, so no
+    #: set of all the owned keys is ever held (it would grow with the contacts).
+    republish_campaigns: dict[int, bytes] = field(default_factory=dict)
+    republish_contacts: dict[int, bytes] = field(default_factory=dict)
     #: Set once the first assignment has recovered and views are built.
     views_ready: bool = False
     #: Counts revocations: work that yields to the event loop checks it has not changed meanwhile.
