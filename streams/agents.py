@@ -70,7 +70,7 @@ T = TypeVar("T")
 #: Partials per bundle record (keeps records well under the broker's 1 MiB limit).
 BUNDLE_MAX = 500
 #: Stage 2 decodes and merges at most about this many partials at a time (memory, see process_partials).
-PARTIALS_PER_MERGE = 20_000
+PARTIALS_PER_MERGE = 5_000
 #: Changed stage-2 keys whose merged value is kept for publish_stats; beyond, it reads the table.
 DIRTY_VALUES_MAX = 20_000
 #: Contacts one view turns into partials between two checks of the pacer (streams/pacing.py).

@@ -2,7 +2,7 @@
 
 The agents, the publishing timer, Faust's consumer and heartbeats and the query
 API all run on one asyncio loop. Merging a fetch of 10,000 events, a stage-2
-merge of 20,000 partials or a view's publish of 20,000 contacts is tens to
+merge of 5,000 partials or a view's publish of 20,000 contacts is tens to
 hundreds of milliseconds of Python with no ``await`` that suspends, and a
 request arriving meanwhile waits for all of it (p99 of about 750 ms for a key at
 1,000 requests/s while a restarted worker republished its state). Such loops
