@@ -82,6 +82,9 @@ class WorkerConfig(_Model):
     metrics_campaigns: int = Field(default=200, ge=0, le=10_000)
     #: Extra mailbox-provider groups: name -> domains (``acme.com``) or ``label.*`` patterns.
     mailbox_providers: dict[str, list[str]] = Field(default_factory=dict)
+    #: Most MiB one fetch reads of one partition. Fetched records wait in the consumer's buffers
+    #: until the agents take them: up to this much per assigned partition of every topic read.
+    fetch_partition_mb: int = Field(default=8, ge=1, le=64)
     #: Contact aggregates kept in memory per owned events partition (most recently used); the
     #: others wait in a local RocksDB under data_dir/views. 0: every contact in memory.
     contact_cache_size: int = Field(default=20_000, ge=0)

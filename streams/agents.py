@@ -70,7 +70,7 @@ T = TypeVar("T")
 #: Partials per bundle record (keeps records well under the broker's 1 MiB limit).
 BUNDLE_MAX = 500
 #: Stage 2 decodes and merges at most about this many partials at a time (memory, see process_partials).
-PARTIALS_PER_MERGE = 5_000
+PARTIALS_PER_MERGE = 10_000
 #: Changed stage-2 keys whose merged value is kept for publish_stats; beyond, it reads the table.
 DIRTY_VALUES_MAX = 20_000
 #: Contacts one view turns into partials between two checks of the pacer (streams/pacing.py).
@@ -611,7 +611,8 @@ async def _publish_answers(
             revoked = True
             break
     budget = REPUBLISH_PER_TICK
-    while republish and budget > 0 and not revoked:
+    # (A revocation also empties ``republish``; the generation says so even mid-slice.)
+    while republish and budget > 0 and not revoked and s.generation == generation:
         partition = min(republish)
         # A slice read at once: the table is not iterated across a pause (a revocation may close it).
         batch, resume = take_slice(store.items(partition, start=republish[partition]), min(REPUBLISH_SLICE, budget))

@@ -40,8 +40,6 @@ from mailpulse.topics.contracts import CAMPAIGN_STATS, CAMPAIGNS, CONTACT_STATS,
 __all__ = ["Streams", "app_id", "create_app", "ensure_internal_topics"]
 
 MIB = 1024 * 1024
-#: Most bytes one fetch reads of one partition (aiokafka's max_partition_fetch_bytes); see create_app.
-FETCH_BYTES_PER_PARTITION = 8 * MIB
 
 
 def app_id(config: Config) -> str:
@@ -163,11 +161,10 @@ def create_app(config: Config) -> Streams:
         web_metrics_enabled=False,
         # Throughput (docs/streams.md, Faust on this stack): big polls and fetches; commits by interval.
         broker_max_poll_records=w.batch_size,
-        # Per partition and fetch. Records fetched wait in aiokafka's buffers until the agents take
-        # them, up to this much per assigned partition (~26 of one worker's, all topics): at the scale
-        # volume 16 MiB left ~300 MB of fetched data in memory; 8 MiB keeps the throughput (4 MiB cost
-        # ~20%, measured on the 286k bench set).
-        consumer_max_fetch_size=FETCH_BYTES_PER_PARTITION,
+        # Records fetched wait in aiokafka's buffers until the agents take them, up to this much per
+        # assigned partition (~26 for one worker, all topics): at the scale volume 16 MiB left ~300 MB
+        # of fetched data in memory; 8 MiB kept the throughput on the 286k bench set, 4 MiB cost ~20%.
+        consumer_max_fetch_size=w.fetch_partition_mb * MIB,
         broker_commit_every=100_000,
         broker_commit_interval=2.0,
         producer_linger=0.05,

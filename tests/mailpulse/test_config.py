@@ -103,6 +103,12 @@ def test_a_memtable_too_big_for_the_rocksdb_budget_names_the_key(write):
     assert "worker.rocksdb_block_cache_mb: unknown key" in message
 
 
+@pytest.mark.parametrize("mb", [0, 65])
+def test_a_fetch_size_out_of_range_names_the_key(write, mb):
+    message = _error(write(f"kafka: {{bootstrap_servers: 'h:1'}}\nworker: {{fetch_partition_mb: {mb}}}\n"))
+    assert "worker.fetch_partition_mb" in message
+
+
 def test_unknown_key_inside_a_source_is_named(write):
     message = _error(write(SMARTCQ + "    apikey: oops\n"), {"SMARTCQ_KEY": "k"})
     assert "sources[0].apikey: unknown key" in message
