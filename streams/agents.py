@@ -600,7 +600,6 @@ async def _publish_answers(
         await sender.add(partition, key, None if body is None else orjson.dumps(body))
         return True
 
-    revoked = False
     for key, (partition, value) in items:
         if value is None:
             raw = store.get(partition, key)
@@ -608,11 +607,10 @@ async def _publish_answers(
                 continue
             value = decode_value(raw)
         if not await publish(key, partition, value):
-            revoked = True
             break
     budget = REPUBLISH_PER_TICK
-    # (A revocation also empties ``republish``; the generation says so even mid-slice.)
-    while republish and budget > 0 and not revoked and s.generation == generation:
+    # A revocation (publish said False) changed the generation, and emptied ``republish`` too.
+    while republish and budget > 0 and s.generation == generation:
         partition = min(republish)
         # A slice read at once: the table is not iterated across a pause (a revocation may close it).
         batch, resume = take_slice(store.items(partition, start=republish[partition]), min(REPUBLISH_SLICE, budget))
@@ -623,7 +621,6 @@ async def _publish_answers(
         budget -= len(batch)
         for key, raw in batch:
             if not await publish(key, partition, decode_value(raw)):
-                revoked = True
                 break
     await sender.flush()
     s.metrics.stats.labels(kind).inc(sender.sent)
