@@ -28,9 +28,10 @@ import faust
 from mailpulse.config import Config
 from mailpulse.kafkaclient import faust_credentials
 from mailpulse.streams.aggregates import PartitionView
-from mailpulse.streams.faust_internals import patch_read_committed, use_rocksdb_options
+from mailpulse.streams.faust_internals import patch_read_committed, set_bulk_restorer, use_rocksdb_options
 from mailpulse.streams.mailbox import MailboxClassifier
 from mailpulse.streams.metrics import WorkerMetrics
+from mailpulse.streams.restore import Restorer
 from mailpulse.streams.rocksdb_memory import MemoryBudget
 from mailpulse.streams.rollups import Rollup
 from mailpulse.streams.statemetrics import Freshness, StateCollector
@@ -176,6 +177,8 @@ def create_app(config: Config) -> Streams:
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         Monitor="mailpulse.streams.sensors:QuietMonitor",
+        # Changelogs restored in bulk before Faust's record-by-record replay (streams/restore.py).
+        TableManager="mailpulse.streams.faust_internals:BulkRestoringTableManager",
     )
     patch_read_committed(app)
     memory = MemoryBudget(w.rocksdb_memory_mb, w.rocksdb_write_buffer_mb)
@@ -215,6 +218,16 @@ def create_app(config: Config) -> Streams:
         contact_stats_name=topic_name(CONTACT_STATS, prefix),
         classifier=MailboxClassifier(w.mailbox_providers),
         memory=memory,
+    )
+    set_bulk_restorer(
+        app,
+        Restorer(
+            config.kafka,
+            fetch_partition_bytes=w.fetch_partition_mb * MIB,
+            # Faust gives up on a recovery step after broker_request_timeout: stop well before it.
+            budget_s=app.conf.broker_request_timeout - 15,
+            restored=streams.metrics.restored,
+        ),
     )
     streams.metrics.rocksdb_memory.set_function(memory.usage)
     streams.metrics.rocksdb_memory_limit.set(memory.capacity)

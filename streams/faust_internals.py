@@ -25,6 +25,11 @@ record", explains why):
   Faust's record drain loop that hands the raw records of one fetch of a topic
   registered with ``@bulk_agent(app, topic)`` to its handler in one call.
 * **No commit after a lost changelog batch** (``ReadCommittedConsumer._commit``).
+* **Changelogs restored in bulk.** ``BulkRestoringRecovery`` (installed with
+  ``BulkRestoringTableManager``, Faust's ``TableManager`` setting) hands the
+  active changelog partitions to a restorer (streams/restore.py) once Faust has
+  worked out where each one starts and ends, and before it seeks its consumer
+  there; Faust then replays only what the restorer left.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ import aiokafka
 import faust
 from aiokafka.errors import IllegalStateError
 from faust.stores.rocksdb import RocksDBOptions
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
 from faust.transport import consumer as _faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
@@ -52,6 +59,8 @@ __all__ = [
     "NEEDS",
     "SUPPORTED",
     "BulkHandler",
+    "BulkRestoringRecovery",
+    "BulkRestoringTableManager",
     "IncompatibleInternals",
     "Need",
     "ReadCommittedTransport",
@@ -64,6 +73,7 @@ __all__ = [
     "partition_owner_urls",
     "patch_read_committed",
     "read_offset",
+    "set_bulk_restorer",
     "record_changelog_failure",
     "store_db",
     "use_rocksdb_options",
@@ -160,6 +170,12 @@ NEEDS: tuple[Need, ...] = (
     Need("faust.stores.rocksdb:Store", "rocksdb_options"),
     Need("faust.stores.rocksdb:RocksDBOptions", "as_options", ("self",)),
     Need("faust.stores.rocksdb:RocksDBOptions", "open", ("self", "path", "read_only")),
+    # Bulk restore: where Faust's recovery has worked out each active changelog partition's span.
+    Need("faust.tables.manager:TableManager", "_recovery"),
+    Need("faust.tables.recovery:Recovery", "_seek_offsets", ("self", "consumer", "tps", "offsets", "title")),
+    Need("faust.tables.recovery:Recovery", "active_highwaters"),
+    Need("faust.tables.recovery:Recovery", "tp_to_table"),
+    Need("faust.stores.rocksdb:Store", "offset_key"),
     # The query API's routing: which worker owns a partition.
     Need("faust.assignor.partition_assignor:PartitionAssignor", "_tps_url"),
     # Progress gauges: the labels a gauge holds.
@@ -555,3 +571,70 @@ def bulk_agent(app: faust.App, topic: Any) -> Callable[[BulkHandler], BulkHandle
         return handler
 
     return register
+
+
+# ---------------------------------------------------------------------------
+# Changelogs restored in bulk (streams/restore.py)
+
+#: ``async restorer(jobs) -> {(topic, partition): last offset applied}``; jobs are ``streams.restore.RestoreJob``.
+BulkRestorer = Callable[[list[Any]], Awaitable[Mapping[tuple[str, int], int]]]
+
+
+class BulkRestoringRecovery(Recovery):
+    """Faust's recovery, with the active changelog partitions first restored by ``bulk_restorer``.
+
+    ``_restart_recovery`` builds each active partition's highwater and the offset
+    its store holds, then seeks the consumer there and replays the rest record by
+    record. This hooks the seek: the restorer gets the spans first, and the
+    offsets it reached become the ones Faust seeks to (and compares with the
+    highwaters to decide whether anything is left).
+    """
+
+    bulk_restorer: BulkRestorer | None = None
+
+    async def _seek_offsets(self, consumer: Any, tps: Any, offsets: Any, title: str) -> None:
+        if title == "active" and self.bulk_restorer is not None and tps:
+            from mailpulse.streams.restore import RestoreJob
+
+            jobs = []
+            for tp in tps:
+                highwater = self.active_highwaters.get(tp)
+                if highwater is None or highwater < 0:
+                    continue
+                table = self.tp_to_table[tp]
+                store: Any = table.data  # type: ignore[attr-defined]  # a Table's store
+                jobs.append(
+                    RestoreJob(
+                        table=table.name,
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        db=store_db(store, tp.partition),
+                        offset_key=store.offset_key,
+                        next_offset=max(offsets[tp], -1) + 1,
+                        end_offset=highwater + 1,
+                    )
+                )
+            reached = await self.bulk_restorer(jobs)
+            for tp in tps:
+                offset = reached.get((tp.topic, tp.partition))
+                if offset is not None:
+                    offsets[tp] = offset
+        await super()._seek_offsets(consumer, tps, offsets, title)
+
+
+class BulkRestoringTableManager(TableManager):
+    """Faust's table manager, with ``BulkRestoringRecovery`` as its recovery (``App(TableManager=...)``)."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = BulkRestoringRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
+def set_bulk_restorer(app: faust.App, restorer: BulkRestorer) -> None:
+    """Restore ``app``'s changelogs with ``restorer`` before Faust's replay (the app needs BulkRestoringTableManager)."""
+    recovery = app.tables.recovery  # type: ignore[attr-defined]  # TableManager has it, its protocol not
+    if not isinstance(recovery, BulkRestoringRecovery):
+        raise RuntimeError("set_bulk_restorer needs faust.App(TableManager=BulkRestoringTableManager)")
+    recovery.bulk_restorer = restorer

@@ -107,6 +107,13 @@ class WorkerMetrics:
             "Local table partitions deleted at start because they held writes their changelog never acknowledged.",
             registry=r,
         )
+        self.restored = Counter(
+            "mailpulse_stream_changelog_records_restored_total",
+            "Changelog records written into the local tables by the bulk restore, by table "
+            "(recovery of a partition with an empty or stale data_dir; Faust replays what it leaves).",
+            ["table"],
+            registry=r,
+        )
         self.requests = Counter(
             "mailpulse_api_requests_total", "API requests, by endpoint and status.", ["endpoint", "status"], registry=r
         )
