@@ -160,9 +160,10 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def peak_rss_mb(pid: int) -> float:
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak RSS (``VmRSS``: its RSS now) in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -223,6 +224,8 @@ def run_worker(bootstrap: str, prefix: str, n_events: int, expected_sent: int, w
     proc = start_worker(config, log_path, os.environ.get("MAILPULSE_BENCH_PROFILE"))
     url = f"http://127.0.0.1:{port}"
     t0 = t1 = None
+    # When the peak happens says which phase sets it (ingest, republication, the final merge).
+    rss_top, rss_top_at = 0.0, 0.0
     limit_s = max(900.0, n_events / 2000)
     try:
         with httpx.Client(timeout=10) as client:
@@ -240,6 +243,9 @@ def run_worker(bootstrap: str, prefix: str, n_events: int, expected_sent: int, w
                 seen = metric(text, "mailpulse_stream_events_total")
                 if seen > 0 and t0 is None:
                     t0 = time.perf_counter()
+                rss_now = peak_rss_mb(proc.pid, "VmRSS")
+                if t0 is not None and rss_now > rss_top:
+                    rss_top, rss_top_at = rss_now, time.perf_counter() - t0
                 published = metric(text, "mailpulse_stream_partials_published_total")
                 consumed = metric(text, "mailpulse_stream_partials_consumed_total")
                 if seen >= n_events and consumed >= published > 0:
@@ -258,6 +264,9 @@ def run_worker(bootstrap: str, prefix: str, n_events: int, expected_sent: int, w
         "seconds": round(seconds, 2),
         "events_per_s": round(n_events / seconds),
         "peak_rss_mb": round(rss),
+        # Sampled with each poll (every ~0.25 s): the highest RSS seen and when, from the first event.
+        "peak_rss_at_s": round(rss_top_at, 1),
+        "peak_rss_at_fraction": round(rss_top_at / seconds, 2),
         "table_writes_per_event": round(writes / n_events, 2),
         "clean_stop": clean,
     }
@@ -496,7 +505,7 @@ async def main() -> int:
 
         ours = await asyncio.to_thread(run_worker, bootstrap, prefix, n, expected_sent, workdir, data_dir)
         print(
-            f"mailpulse worker (Faust): {ours['events_per_s']:>7} events/s  {ours['seconds']:>6}s  peak RSS {ours['peak_rss_mb']} MB  table writes/event {ours['table_writes_per_event']}"
+            f"mailpulse worker (Faust): {ours['events_per_s']:>7} events/s  {ours['seconds']:>6}s  peak RSS {ours['peak_rss_mb']} MB (at {ours['peak_rss_at_s']}s)  table writes/event {ours['table_writes_per_event']}"
         )
         result["worker"] = ours
         rocksdb = tree_bytes(data_dir)
