@@ -55,6 +55,10 @@ def run_worker(config: Config) -> int:
     # contributions); CPython's default gen-0 threshold (700) makes the cyclic
     # collector a large share of its CPU. Collect far less often.
     gc.set_threshold(GC_THRESHOLD, 50, 100)
+    from mailpulse.streams.malloc import tune_malloc
+
+    # Batch-sized buffers back to the system when freed (streams/malloc.py): before the app allocates.
+    tuned = tune_malloc()
     config.worker.data_dir.mkdir(parents=True, exist_ok=True)
     streams = build_worker(config)
     from mailpulse.streams.agents import VIEWS_DIR
@@ -72,7 +76,10 @@ def run_worker(config: Config) -> int:
         loop=loop,
         override_logging=False,
     )
-    logging.getLogger(__name__).info("worker %s: API on %s", streams.app.conf.id, streams.app.conf.canonical_url)
+    log = logging.getLogger(__name__)
+    log.info("worker %s: API on %s", streams.app.conf.id, streams.app.conf.canonical_url)
+    if tuned:
+        log.info("glibc malloc: %s", ", ".join(f"{name}={value}" for name, value in tuned.items()))
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
