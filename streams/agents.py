@@ -133,10 +133,10 @@ def view_for(s: Streams, partition: int) -> PartitionView:
                     yield kind, key[len(prefix) :].decode(), decode_base(raw, now, kind)
 
         def states() -> Any:
-            for key, value in s.messages.items(partition, start=MESSAGES_START):
-                state = decode_state(value)
-                view.cache_state(key, state)
-                yield state
+            # Not cached: the cache would keep the last 4,096 in key order, no likelier to change
+            # than any other; it fills with the states events touch.
+            for _, value in s.messages.items(partition, start=MESSAGES_START):
+                yield decode_state(value)
 
         view.rebuild(states(), now, bases())
         view.markers = next(s.messages.prefixed(partition, MARKER), None) is not None

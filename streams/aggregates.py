@@ -21,9 +21,10 @@ converted in one place (the "Wire format" section at the end).
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, TypedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypedDict, TypeVar
 
 import orjson
 
@@ -130,6 +131,21 @@ def _max(a: int | None, b: int | None) -> int | None:
     if b is None:
         return a
     return a if a >= b else b
+
+
+V = TypeVar("V")
+
+
+def _dict_get_or_add(table: dict[str, V]) -> Callable[[str, Callable[[], V]], V]:
+    """``SpillingDict.get_or_add`` for a plain dict."""
+
+    def get_or_add(key: str, make: Callable[[], V]) -> V:
+        value = table.get(key)
+        if value is None:
+            value = table[key] = make()
+        return value
+
+    return get_or_add
 
 
 class Aggregate:
@@ -403,8 +419,24 @@ class PartitionView:
         self.contacts.clear()
         for kind, key, base in bases:
             (self.campaigns if kind == "campaign" else self.contacts)[key] = base
+        # apply(None, state) written out for a state new to the view: no old contribution to
+        # compare or take back, and one lookup per key (a spilled contact is read once, not twice).
+        campaigns = self.campaigns
+        contacts = self.contacts
+        get_contact = contacts.get_or_add if isinstance(contacts, SpillingDict) else _dict_get_or_add(contacts)
+        campaign_horizon = now_ms - HOURLY_RETENTION_MS
+        contact_horizon = now_ms - CONTACT_HOURLY_RETENTION_MS
         for st in states:
-            self.apply(None, st, now_ms)
+            c = contribution(st)
+            if c.campaign is not None:
+                agg = campaigns.get(c.campaign)
+                if agg is None:
+                    agg = campaigns[c.campaign] = Aggregate(st.provider)
+                agg.add(c, +1, hourly=True, horizon=campaign_horizon)
+            if c.contact is not None:
+                get_contact(c.contact, functools.partial(Aggregate, st.provider)).add(
+                    c, +1, hourly=True, horizon=contact_horizon
+                )
         # After a rebuild every key is published once, so stage 2 holds this owner's view.
         self.dirty_campaigns = set(self.campaigns)
         self.dirty_contacts = set(self.contacts)

@@ -86,6 +86,14 @@ class SpillingDict(Generic[V]):
         self._hold(key, value)
         return value
 
+    def get_or_add(self, key: str, make: Callable[[], V]) -> V:
+        """``key``'s value, or ``make()`` stored under it: one lookup in the spill, not two."""
+        value = self.get(key)  # read back (and out of the spill) if it was there
+        if value is None:
+            value = make()
+            self._hold(key, value)
+        return value
+
     def __setitem__(self, key: str, value: V) -> None:
         if key not in self._resident and self._spilled:
             self._unspill(key)

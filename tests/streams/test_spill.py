@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from mailpulse.streams.spill import SpillingDict
 
 operations = st.lists(
-    st.tuples(st.sampled_from(["get", "set", "del", "list"]), st.integers(0, 12), st.integers(0, 99)), max_size=80
+    st.tuples(st.sampled_from(["get", "set", "del", "list", "get_or_add"]), st.integers(0, 12), st.integers(0, 99)),
+    max_size=80,
 )
 
 
@@ -34,6 +35,8 @@ def test_spilling_dict_answers_as_a_dict_does_under_any_operations(tmp_path_fact
             elif op == "set":
                 store[key] = [v]
                 ref[key] = [v]
+            elif op == "get_or_add":
+                assert store.get_or_add(key, lambda v=v: [v]) == ref.setdefault(key, [v])
             elif op == "del":
                 if key in ref:
                     del store[key]
@@ -64,3 +67,15 @@ def test_a_spill_starts_empty_even_where_a_killed_worker_left_one(tmp_path):
     second = _spill(tmp_path / "s", 1)
     assert len(second) == 0 and list(second) == [] and second.get("k3") is None
     second.close()
+
+
+def test_get_or_add_reads_a_spilled_value_back_once(tmp_path):
+    store = _spill(tmp_path / "s", 1)
+    try:
+        store["a"] = [1]
+        store["b"] = [2]  # "a" spilled
+        assert store.get_or_add("a", lambda: [9]) == [1]
+        assert store.loads == 1 and "a" in store.resident_keys()
+        assert store.get_or_add("c", lambda: [3]) == [3] and len(store) == 3
+    finally:
+        store.close()
