@@ -58,7 +58,7 @@ def run_worker(config: Config) -> int:
     from mailpulse.streams.malloc import tune_malloc
 
     # Batch-sized buffers back to the system when freed (streams/malloc.py): before the app allocates.
-    tuned = tune_malloc()
+    tuned = tune_malloc() if config.worker.malloc_tuning else {}
     config.worker.data_dir.mkdir(parents=True, exist_ok=True)
     streams = build_worker(config)
     from mailpulse.streams.agents import VIEWS_DIR
