@@ -86,8 +86,9 @@ class WorkerConfig(_Model):
     #: until the agents take them: up to this much per assigned partition of every topic read.
     fetch_partition_mb: int = Field(default=8, ge=1, le=64)
     #: Fix glibc malloc's mmap and trim thresholds at 128 KiB and its arenas at 2 at start, so
-    #: batch-sized buffers go back to the system when freed (mailpulse.streams.malloc). false: glibc's defaults.
-    malloc_tuning: bool = True
+    #: batch-sized buffers go back to the system when freed (mailpulse.streams.malloc): ~10% lower
+    #: peak RSS, but slower at a million contacts (docs/streams.md). false: glibc's defaults.
+    malloc_tuning: bool = False
     #: Contact aggregates kept in memory per owned events partition (most recently used); the
     #: others wait in a local RocksDB under data_dir/views. 0: every contact in memory.
     contact_cache_size: int = Field(default=20_000, ge=0)

@@ -57,7 +57,7 @@ def run_worker(config: Config) -> int:
     gc.set_threshold(GC_THRESHOLD, 50, 100)
     from mailpulse.streams.malloc import tune_malloc
 
-    # Batch-sized buffers back to the system when freed (streams/malloc.py): before the app allocates.
+    # Opt-in (worker.malloc_tuning): batch-sized buffers back to the system when freed (streams/malloc.py).
     tuned = tune_malloc() if config.worker.malloc_tuning else {}
     config.worker.data_dir.mkdir(parents=True, exist_ok=True)
     streams = build_worker(config)

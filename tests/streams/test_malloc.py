@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -15,8 +18,10 @@ on_glibc = pytest.mark.skipif(
 
 @on_glibc
 def test_glibc_accepts_every_worker_setting() -> None:
-    applied = tune_malloc(environ={})
-    assert applied == {"M_TRIM_THRESHOLD": 128 * 1024, "M_MMAP_THRESHOLD": 128 * 1024, "M_ARENA_MAX": 2}
+    # In a process of its own: the settings would otherwise stay with the test session.
+    code = "import json; from mailpulse.streams.malloc import tune_malloc; print(json.dumps(tune_malloc(environ={})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == {"M_TRIM_THRESHOLD": 128 * 1024, "M_MMAP_THRESHOLD": 128 * 1024, "M_ARENA_MAX": 2}
 
 
 def test_a_malloc_environment_variable_wins_over_the_worker_setting() -> None:
