@@ -160,8 +160,8 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
-    """The process's peak RSS (``VmRSS``: its RSS now) in MiB."""
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """The process's RSS in MiB: its peak (``VmHWM``, the default) or its RSS now (``VmRSS``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
@@ -243,7 +243,7 @@ def run_worker(bootstrap: str, prefix: str, n_events: int, expected_sent: int, w
                 seen = metric(text, "mailpulse_stream_events_total")
                 if seen > 0 and t0 is None:
                     t0 = time.perf_counter()
-                rss_now = peak_rss_mb(proc.pid, "VmRSS")
+                rss_now = rss_mb(proc.pid, "VmRSS")
                 if t0 is not None and rss_now > rss_top:
                     rss_top, rss_top_at = rss_now, time.perf_counter() - t0
                 published = metric(text, "mailpulse_stream_partials_published_total")
@@ -255,7 +255,7 @@ def run_worker(bootstrap: str, prefix: str, n_events: int, expected_sent: int, w
                 time.sleep(0.25)
         if t0 is None or t1 is None:
             raise SystemExit(f"worker did not finish within {limit_s / 60:.0f} minutes; see {log_path}")
-        rss = peak_rss_mb(proc.pid)
+        rss = rss_mb(proc.pid)
         writes = metric(text, "mailpulse_stream_state_writes_total")
     finally:
         clean = stop_worker(proc)
@@ -306,7 +306,7 @@ def time_to_ready(
                 time.sleep(0.1)
         if ready_s is None:
             raise SystemExit(f"{name}: not ready with exact totals within {limit_s / 60:.0f} minutes; see {log_path}")
-        rss = peak_rss_mb(proc.pid)
+        rss = rss_mb(proc.pid)
         api = None
         if api_load is not None:
             paths, rate, seconds = api_load
