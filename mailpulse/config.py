@@ -91,7 +91,7 @@ class WorkerConfig(_Model):
     malloc_tuning: bool = False
     #: Contact aggregates kept in memory per owned events partition (most recently used); the
     #: others wait in a local RocksDB under data_dir/views. 0: every contact in memory.
-    contact_cache_size: int = Field(default=20_000, ge=0)
+    contact_cache_size: int = Field(default=5_000, ge=0)
     #: Retention of per-message state: a message is sealed this long after its last fact (its state
     #: deleted, its contribution kept in its campaign's and contact's figures). Must exceed the events
     #: topic's retention (checked at start). 0: never seal.

@@ -70,9 +70,9 @@ T = TypeVar("T")
 #: Partials per bundle record (keeps records well under the broker's 1 MiB limit).
 BUNDLE_MAX = 500
 #: Stage 2 decodes and merges at most about this many partials at a time (memory, see process_partials).
-PARTIALS_PER_MERGE = 10_000
+PARTIALS_PER_MERGE = 2_500
 #: Changed stage-2 keys whose merged value is kept for publish_stats; beyond, it reads the table.
-DIRTY_VALUES_MAX = 20_000
+DIRTY_VALUES_MAX = 5_000
 #: Contacts one view turns into partials between two checks of the pacer (streams/pacing.py).
 TAKE_SLICE = 500
 #: After an assignment, stage-2 keys whose answer one publish tick sends again (per kind), and how
@@ -105,7 +105,7 @@ def _dead_letter(key: bytes | None, value: bytes | None, reason: str) -> tuple[b
 
 #: Most contact partials one view publishes per tick: after an assignment every contact of the
 #: partition is to be published, and one list of them all would cost memory in proportion to them.
-CONTACTS_PER_PUBLISH = 20_000
+CONTACTS_PER_PUBLISH = 5_000
 #: Under worker.data_dir: the contact spills of the partition views (disposable, removed at start).
 VIEWS_DIR = "views"
 

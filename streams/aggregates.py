@@ -72,9 +72,10 @@ _NF = len(FLAG_FIELDS)
 #: used dropped first), so a message seen again soon skips the RocksDB read, the
 #: JSON decode and its old contribution. A cached state of a few events with its
 #: contribution takes ~2.8 KB (tracemalloc, generated events), so a full cache
-#: is ~11 MB per partition, ~92 MB for 8. The cache goes with the view (on
+#: is ~5.6 MB per partition, ~46 MB for 8 (halved from 4,096 with the other
+#: memory defaults; measured in docs/streams.md). The cache goes with the view (on
 #: revoke), so no state outlives a rebalance.
-STATE_CACHE_SIZE = 4096
+STATE_CACHE_SIZE = 2048
 #: Contacts whose expired hourly rows one publish tick drops (per partition).
 CONTACT_SWEEP = 2000
 _NC = len(COUNT_FIELDS)
