@@ -189,11 +189,12 @@ def write_worker_config(workdir: Path, bootstrap: str, prefix: str, data_dir: Pa
 def start_worker(config: Path, log_path: Path, profile: str | None = None) -> subprocess.Popen:
     prof_args = ["-m", "cProfile", "-o", profile] if profile else []
     # MAILPULSE_BENCH_MEMRAY=path: record the worker's allocations with memray (pip install memray;
-    # `python -m memray tree path` then shows what the peak is made of). One file per worker start.
+    # `python -m memray stats path.0`, or memray's FileReader for what the peak is made of).
+    # One file per worker start: path.0, path.1, ...
     memray = os.environ.get("MAILPULSE_BENCH_MEMRAY")
     if memray and not profile:
         out = Path(memray)
-        n = sum(1 for _ in out.parent.glob(out.name + "*"))
+        n = sum(1 for _ in out.parent.glob(out.name + ".*"))
         prof_args = ["-m", "memray", "run", "--quiet", "-o", f"{out}.{n}"]
     with open(log_path, "ab") as log:
         return subprocess.Popen(
